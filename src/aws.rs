@@ -1,0 +1,1 @@
+//! Building AWS SDK clients from the configuration.

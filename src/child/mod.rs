@@ -1,0 +1,1 @@
+//! Spawning and supervising one record-processor child process per shard.

@@ -1,0 +1,1 @@
+//! The scheduler: owns leases and runs one shard consumer per held lease.

@@ -14,6 +14,7 @@
 pub mod dynamodb;
 pub mod memory;
 pub mod renewer;
+pub mod taker;
 
 use std::collections::BTreeSet;
 

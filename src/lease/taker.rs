@@ -1,0 +1,260 @@
+//! The lease taker: the KCL 2.x decentralised balancing protocol, so Java and multilangd
+//! workers sharing a table agree on who takes what.
+//!
+//! One round (Java `DynamoDBLeaseTaker`, see lease-coordination.md §5.2):
+//! 1. scan the table; note on the local monotonic clock when each lease's counter last
+//!    changed (a lease first seen with an owner counts as "just changed", so a newcomer never
+//!    steals a live lease; one first seen without owner as "never");
+//! 2. a lease is *available* when unowned, or unchanged for longer than `failoverTime`;
+//! 3. count the non-available leases per owner (plus this worker); the target is
+//!    `ceil(leases / workers)` (1 when workers ≥ leases), capped at `maxLeasesForWorker`;
+//! 4. very old leases (unchanged for 3 × failover, e.g. never owned) are taken first,
+//!    ignoring the target, when priority assignment is enabled;
+//! 5. otherwise take available leases up to the target; if none are available, steal from
+//!    the most loaded worker, at most `maxLeasesToStealAtOneTime`.
+//!
+//! Every take is conditional on the counter value seen, so a concurrent renewal by the
+//! owner always wins.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{Lease, LeaseError, LeaseStore};
+
+/// Taker settings (from the configuration).
+#[derive(Debug, Clone)]
+pub struct TakerSettings {
+    /// `failoverTimeMillis`.
+    pub failover_time: Duration,
+    /// `maxLeasesForWorker`.
+    pub max_leases_for_worker: u32,
+    /// `maxLeasesToStealAtOneTime`.
+    pub max_leases_to_steal_at_one_time: u32,
+    /// `enablePriorityLeaseAssignment`.
+    pub enable_priority_lease_assignment: bool,
+}
+
+impl TakerSettings {
+    /// The Java taker period: `(failover + epsilon) × 2` (20 050 ms for 10 s).
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        (self.failover_time + Duration::from_millis(25)) * 2
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    counter: u64,
+    /// `None` = never seen changing (minus infinity).
+    last_change: Option<Instant>,
+}
+
+/// What one round saw and did (for logs, metrics and tests).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TakeReport {
+    /// Leases in the table.
+    pub total_leases: usize,
+    /// Distinct workers holding non-expired leases (including this one).
+    pub workers: usize,
+    /// The fair-share target.
+    pub target: usize,
+    /// Leases this round tried to take (or steal).
+    pub attempted: usize,
+    /// Leases taken.
+    pub taken: Vec<String>,
+    /// Whether the attempt was a steal.
+    pub stole: bool,
+}
+
+/// The taker of one worker.
+pub struct LeaseTaker {
+    store: Arc<dyn LeaseStore>,
+    worker_id: String,
+    settings: TakerSettings,
+    seen: HashMap<String, Seen>,
+}
+
+impl LeaseTaker {
+    /// A taker for `worker_id`.
+    #[must_use]
+    pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, settings: TakerSettings) -> Self {
+        Self { store, worker_id: worker_id.into(), settings, seen: HashMap::new() }
+    }
+
+    /// Runs one round. `held` are the leases this worker currently holds (renewer's view).
+    /// Returns the leases taken, with owner and counter as written.
+    ///
+    /// # Errors
+    /// A scan failure aborts the round (like Java); take failures are logged and skipped.
+    pub async fn take_round(&mut self, held: &HashSet<String>) -> Result<(Vec<Lease>, TakeReport), LeaseError> {
+        let scan = self.store.list_leases().await?;
+        for bad in &scan.malformed {
+            warn!(error = %bad, "skipping malformed lease item");
+        }
+        let now = Instant::now();
+        self.observe(&scan.leases, now);
+        let choice = self.choose(&scan.leases, held, now);
+        let mut report = choice.report;
+        let mut taken = Vec::new();
+        for lease in choice.to_take {
+            match self.take_with_retries(&lease).await {
+                Ok(true) => {
+                    let mut lease = lease;
+                    if lease.owner.as_deref().is_some_and(|o| o != self.worker_id) {
+                        lease.owner_switches_since_checkpoint += 1;
+                    }
+                    lease.owner = Some(self.worker_id.clone());
+                    lease.counter += 1;
+                    self.seen
+                        .insert(lease.key.clone(), Seen { counter: lease.counter, last_change: Some(Instant::now()) });
+                    report.taken.push(lease.key.clone());
+                    taken.push(lease);
+                }
+                Ok(false) => debug!(lease = %lease.key, "lease changed before we could take it"),
+                Err(e) => warn!(lease = %lease.key, error = %e, "could not take lease"),
+            }
+        }
+        if !report.taken.is_empty() {
+            info!(
+                taken = ?report.taken, stole = report.stole, target = report.target,
+                workers = report.workers, leases = report.total_leases, "took leases"
+            );
+        }
+        Ok((taken, report))
+    }
+
+    async fn take_with_retries(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        let mut attempt = 0;
+        loop {
+            match self.store.take_lease(lease, &self.worker_id).await {
+                Err(LeaseError::Throttled { .. }) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn observe(&mut self, leases: &[Lease], now: Instant) {
+        let present: HashSet<&str> = leases.iter().map(|l| l.key.as_str()).collect();
+        self.seen.retain(|k, _| present.contains(k.as_str()));
+        for lease in leases {
+            let entry = match self.seen.get(&lease.key) {
+                Some(s) if s.counter == lease.counter => s.clone(),
+                Some(_) => Seen { counter: lease.counter, last_change: Some(now) },
+                None => Seen { counter: lease.counter, last_change: lease.owner.as_ref().map(|_| now) },
+            };
+            self.seen.insert(lease.key.clone(), entry);
+        }
+    }
+
+    fn unchanged_for_longer_than(&self, key: &str, limit: Duration, now: Instant) -> bool {
+        match self.seen.get(key).and_then(|s| s.last_change) {
+            None => true,
+            Some(t) => now.saturating_duration_since(t) > limit,
+        }
+    }
+
+    fn choose(&self, leases: &[Lease], held: &HashSet<String>, now: Instant) -> Choice {
+        let me = self.worker_id.as_str();
+        let failover = self.settings.failover_time;
+        let available: Vec<&Lease> = leases
+            .iter()
+            .filter(|l| !held.contains(&l.key))
+            .filter(|l| match l.owner.as_deref() {
+                None => true,
+                // Our own id on a lease we do not hold: left over from a previous run with
+                // the same workerId; re-acquire at once.
+                Some(o) if o == me => true,
+                Some(_) => self.unchanged_for_longer_than(&l.key, failover, now),
+            })
+            .collect();
+        let available_keys: HashSet<&str> = available.iter().map(|l| l.key.as_str()).collect();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        counts.insert(me, 0);
+        for lease in leases {
+            if available_keys.contains(lease.key.as_str()) {
+                continue;
+            }
+            let owner = if held.contains(&lease.key) { Some(me) } else { lease.owner.as_deref() };
+            if let Some(owner) = owner {
+                *counts.entry(owner).or_insert(0) += 1;
+            }
+        }
+        let total = leases.len();
+        let workers = counts.len();
+        let max_for_worker = usize::try_from(self.settings.max_leases_for_worker).unwrap_or(usize::MAX);
+        let mut target = if workers >= total { 1 } else { total.div_ceil(workers) };
+        if target > max_for_worker {
+            warn!(
+                target,
+                max_for_worker, "fair share exceeds maxLeasesForWorker; some shards stay unprocessed (LeaseSpillover)"
+            );
+            target = max_for_worker;
+        }
+        let mine = counts.get(me).copied().unwrap_or(0);
+        let mut report = TakeReport { total_leases: total, workers, target, ..TakeReport::default() };
+        if total == 0 {
+            return Choice { to_take: Vec::new(), report };
+        }
+        let mut rng = rand::rng();
+
+        if self.settings.enable_priority_lease_assignment {
+            let mut very_old: Vec<&Lease> = available
+                .iter()
+                .copied()
+                .filter(|l| self.unchanged_for_longer_than(&l.key, failover * 3, now))
+                .collect();
+            if !very_old.is_empty() {
+                very_old.shuffle(&mut rng);
+                very_old.truncate(max_for_worker.saturating_sub(mine));
+                report.attempted = very_old.len();
+                return Choice { to_take: very_old.into_iter().cloned().collect(), report };
+            }
+        }
+
+        let needed = target.saturating_sub(mine);
+        if needed == 0 {
+            return Choice { to_take: Vec::new(), report };
+        }
+        if !available.is_empty() {
+            let mut pick = available;
+            pick.shuffle(&mut rng);
+            pick.truncate(needed);
+            report.attempted = pick.len();
+            return Choice { to_take: pick.into_iter().cloned().collect(), report };
+        }
+        // Steal from the most loaded other worker.
+        let Some((victim, victim_count)) =
+            counts.iter().filter(|(w, _)| **w != me).max_by_key(|(_, c)| **c).map(|(w, c)| (*w, *c))
+        else {
+            return Choice { to_take: Vec::new(), report };
+        };
+        if victim_count < target {
+            return Choice { to_take: Vec::new(), report };
+        }
+        let mut steal = needed.min(victim_count - target);
+        if steal == 0 && needed > 1 {
+            steal = 1;
+        }
+        steal = steal.min(usize::try_from(self.settings.max_leases_to_steal_at_one_time).unwrap_or(1));
+        let mut candidates: Vec<&Lease> =
+            leases.iter().filter(|l| l.owner.as_deref() == Some(victim) && !held.contains(&l.key)).collect();
+        candidates.shuffle(&mut rng);
+        candidates.truncate(steal);
+        report.attempted = candidates.len();
+        report.stole = !candidates.is_empty();
+        Choice { to_take: candidates.into_iter().cloned().collect(), report }
+    }
+}
+
+struct Choice {
+    to_take: Vec<Lease>,
+    report: TakeReport,
+}

@@ -1,0 +1,365 @@
+//! The shard consumer state machine.
+//!
+//! ```text
+//! WaitingOnParents ──> Initializing ──> Processing ──┬─> ShardEnding  (shardEnded, SHARD_END)
+//!                                                    ├─> LeaseLost    (leaseLost)
+//!                                                    └─> ShuttingDown (shutdownRequested, leaseLost)
+//! ```
+//!
+//! One consumer owns one lease tenure, one [`ShardReader`] and one record processor. It
+//! never outlives its tenure: the lease-lost token is cancelled by the renewer the moment
+//! the lease is gone. A processor failure (crash, exit, protocol error, timeout) ends the
+//! consumer with [`ConsumerOutcome::Failed`]; the scheduler restarts it from the last
+//! checkpoint with backoff, so only this shard is affected and records after the
+//! checkpoint are delivered again (at-least-once, like every KCL).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::checkpointer::{CheckpointStore, ShardCheckpointer};
+use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher};
+use crate::lease::{Lease, LeaseError, LeaseStore};
+use crate::protocol::session::Action;
+use crate::sequence::{ExtendedSequenceNumber, Position};
+use crate::stream::{ChildShard, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
+
+/// Live counters of one shard, shared with the scheduler for progress reports and metrics.
+#[derive(Debug, Default)]
+pub struct ShardProgress {
+    /// Records handed to the processor (all tenures in this process).
+    pub records: AtomicU64,
+    /// `processRecords` actions completed.
+    pub batches: AtomicU64,
+    /// Payload bytes handed to the processor.
+    pub bytes: AtomicU64,
+    /// The last `millisBehindLatest` seen (-1 when unknown).
+    pub millis_behind_latest: AtomicI64,
+    /// The last stored checkpoint, as text.
+    pub checkpoint: Mutex<String>,
+}
+
+impl ShardProgress {
+    fn set_checkpoint(&self, checkpoint: &ExtendedSequenceNumber) {
+        if let Ok(mut slot) = self.checkpoint.lock() {
+            *slot = checkpoint.to_string();
+        }
+    }
+}
+
+/// Settings a consumer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// `parentShardPollIntervalMillis`.
+    pub parent_shard_poll_interval: Duration,
+    /// `callProcessRecordsEvenForEmptyRecordList`.
+    pub call_process_records_even_for_empty_record_list: bool,
+    /// `initialPositionInStreamExtended` in epoch ms, for `AT_TIMESTAMP` leases.
+    pub at_timestamp_millis: Option<i64>,
+    /// Backoff after a failed store call (`taskBackoffTimeMillis`).
+    pub task_backoff: Duration,
+}
+
+/// Everything one consumer works with.
+pub struct ConsumerContext {
+    /// The lease as taken (its checkpoint is where processing resumes).
+    pub lease: Lease,
+    /// The lease table (parents, child leases).
+    pub leases: Arc<dyn LeaseStore>,
+    /// Where checkpoints are written (the held-lease set).
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    /// Opens the shard reader.
+    pub readers: Arc<dyn ShardReaderFactory>,
+    /// Starts the record processor.
+    pub launcher: Arc<dyn ProcessorLauncher>,
+    /// Settings.
+    pub settings: ConsumerSettings,
+    /// Cancelled when this worker lost the lease.
+    pub lease_lost: CancellationToken,
+    /// Cancelled when the worker shuts down gracefully.
+    pub shutdown: CancellationToken,
+    /// Counters for reports.
+    pub progress: Arc<ShardProgress>,
+}
+
+/// How a consumer ended.
+#[derive(Debug)]
+pub enum ConsumerOutcome {
+    /// The shard is closed and `SHARD_END` is checkpointed; child leases exist.
+    ShardEnded,
+    /// The lease was lost; the processor got `leaseLost`.
+    LeaseLost,
+    /// Graceful shutdown finished (`shutdownRequested`, then `leaseLost`).
+    ShutdownComplete,
+    /// Processing failed; the scheduler restarts the shard from its last checkpoint.
+    Failed(ConsumerError),
+}
+
+/// Why a consumer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The record processor failed.
+    #[error(transparent)]
+    Processor(#[from] ProcessorFailure),
+    /// Reading the shard failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The lease table failed.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    /// The processor returned from `shardEnded` without checkpointing `SHARD_END`.
+    #[error(
+        "the record processor did not checkpoint at shardEnded (last checkpoint {0}); \
+         the shard stays open and its children wait; the processor will be restarted"
+    )]
+    NoShardEndCheckpoint(String),
+}
+
+enum Next {
+    Stop(ConsumerOutcome),
+    ShardEnd(Vec<ChildShard>),
+}
+
+/// Runs one lease tenure of one shard to its end.
+pub async fn run_consumer(ctx: ConsumerContext) -> ConsumerOutcome {
+    let shard_id = ctx.lease.key.clone();
+    let span = tracing::info_span!("shard", shard_id = %shard_id);
+    tracing::Instrument::instrument(Consumer::new(ctx).run(), span).await
+}
+
+struct Consumer {
+    ctx: ConsumerContext,
+    checkpointer: ShardCheckpointer,
+}
+
+impl Consumer {
+    fn new(ctx: ConsumerContext) -> Self {
+        let checkpointer =
+            ShardCheckpointer::new(ctx.lease.key.clone(), ctx.checkpoints.clone(), ctx.lease.checkpoint.clone());
+        ctx.progress.set_checkpoint(&ctx.lease.checkpoint);
+        Self { ctx, checkpointer }
+    }
+
+    fn shard_id(&self) -> &str {
+        &self.ctx.lease.key
+    }
+
+    async fn run(mut self) -> ConsumerOutcome {
+        if self.ctx.lease.checkpoint.position == Position::ShardEnd {
+            info!("lease is already at SHARD_END; nothing to process");
+            return ConsumerOutcome::ShardEnded;
+        }
+        if let Some(outcome) = self.wait_on_parents().await {
+            return outcome;
+        }
+        let mut processor = match self.initialize().await {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        let next = self.process(processor.as_mut()).await;
+        let outcome = match next {
+            Next::Stop(outcome) => self.finish(processor.as_mut(), outcome).await,
+            Next::ShardEnd(children) => self.end_shard(processor.as_mut(), children).await,
+        };
+        processor.shutdown().await;
+        outcome
+    }
+
+    /// WaitingOnParents: every parent lease must be at `SHARD_END` or gone.
+    async fn wait_on_parents(&self) -> Option<ConsumerOutcome> {
+        let parents: Vec<String> = self.ctx.lease.parent_shard_ids.iter().cloned().collect();
+        if parents.is_empty() {
+            return None;
+        }
+        loop {
+            let mut blocked = None;
+            let mut failed = false;
+            for parent in &parents {
+                match self.ctx.leases.get_lease(parent).await {
+                    Ok(Some(lease)) if lease.checkpoint.position != Position::ShardEnd => {
+                        blocked = Some(parent.clone());
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, parent = %parent, "cannot read parent lease; retrying");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if blocked.is_none() && !failed {
+                return None;
+            }
+            if let Some(parent) = &blocked {
+                debug!(parent = %parent, "waiting for parent shard to reach SHARD_END");
+            }
+            let pause =
+                if failed { self.ctx.settings.task_backoff } else { self.ctx.settings.parent_shard_poll_interval };
+            tokio::select! {
+                () = self.ctx.lease_lost.cancelled() => return Some(ConsumerOutcome::LeaseLost),
+                () = self.ctx.shutdown.cancelled() => return Some(ConsumerOutcome::ShutdownComplete),
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Initializing: start the processor and send `initialize`.
+    async fn initialize(&mut self) -> Result<Box<dyn ProcessorConnection>, ConsumerOutcome> {
+        let mut processor =
+            self.ctx.launcher.launch(self.shard_id()).await.map_err(|e| ConsumerOutcome::Failed(e.into()))?;
+        let checkpoint = self.ctx.lease.checkpoint.clone();
+        let action = Action::Initialize { shard_id: &self.ctx.lease.key, checkpoint: &checkpoint };
+        if let Err(e) = processor.perform(action, None).await {
+            processor.shutdown().await;
+            return Err(ConsumerOutcome::Failed(e.into()));
+        }
+        info!(checkpoint = %checkpoint, "record processor initialized");
+        Ok(processor)
+    }
+
+    fn starting_position(&self) -> StartingPosition {
+        let checkpoint = &self.ctx.lease.checkpoint;
+        match &checkpoint.position {
+            Position::TrimHorizon => StartingPosition::TrimHorizon,
+            Position::Latest => StartingPosition::Latest,
+            Position::AtTimestamp => match self.ctx.settings.at_timestamp_millis {
+                Some(ms) => StartingPosition::AtTimestamp(ms),
+                None => {
+                    warn!("lease is at AT_TIMESTAMP but initialPositionInStreamExtended is not configured; using TRIM_HORIZON");
+                    StartingPosition::TrimHorizon
+                }
+            },
+            Position::Sequence(_) | Position::ShardEnd => StartingPosition::AfterCheckpoint(checkpoint.clone()),
+        }
+    }
+
+    /// Processing: read batches and deliver them until the shard ends or the tenure stops.
+    async fn process(&mut self, processor: &mut dyn ProcessorConnection) -> Next {
+        let start = self.starting_position();
+        let mut reader: Box<dyn ShardReader> = tokio::select! {
+            () = self.ctx.lease_lost.cancelled() => return Next::Stop(ConsumerOutcome::LeaseLost),
+            () = self.ctx.shutdown.cancelled() => return Next::Stop(ConsumerOutcome::ShutdownComplete),
+            opened = self.ctx.readers.open(&self.ctx.lease.key, start) => match opened {
+                Ok(reader) => reader,
+                Err(e) => return Next::Stop(ConsumerOutcome::Failed(e.into())),
+            },
+        };
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = self.ctx.lease_lost.cancelled() => return Next::Stop(ConsumerOutcome::LeaseLost),
+                () = self.ctx.shutdown.cancelled() => return Next::Stop(ConsumerOutcome::ShutdownComplete),
+                failure = processor.exited() => return Next::Stop(ConsumerOutcome::Failed(failure.into())),
+                batch = reader.next_batch() => batch,
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => return Next::Stop(ConsumerOutcome::Failed(e.into())),
+            };
+            if let Err(e) = self.deliver(processor, &batch).await {
+                return Next::Stop(ConsumerOutcome::Failed(e.into()));
+            }
+            if let Some(children) = batch.shard_end {
+                return Next::ShardEnd(children);
+            }
+        }
+    }
+
+    async fn deliver(
+        &mut self,
+        processor: &mut dyn ProcessorConnection,
+        batch: &RecordBatch,
+    ) -> Result<(), ProcessorFailure> {
+        if let Some(ms) = batch.millis_behind_latest {
+            self.ctx.progress.millis_behind_latest.store(ms, Ordering::Relaxed);
+        }
+        if batch.records.is_empty() && !self.ctx.settings.call_process_records_even_for_empty_record_list {
+            return Ok(());
+        }
+        if let Some(last) = batch.records.last() {
+            self.checkpointer.delivered(last.extended_sequence_number());
+        }
+        let action =
+            Action::ProcessRecords { records: &batch.records, millis_behind_latest: batch.millis_behind_latest };
+        let result = processor.perform(action, Some(&mut self.checkpointer)).await;
+        self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
+        result?;
+        let progress = &self.ctx.progress;
+        progress.records.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        progress.bytes.fetch_add(batch.payload_bytes as u64, Ordering::Relaxed);
+        progress.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// ShuttingDown: graceful (`shutdownRequested` then `leaseLost`) or lease lost.
+    async fn finish(&mut self, processor: &mut dyn ProcessorConnection, outcome: ConsumerOutcome) -> ConsumerOutcome {
+        match outcome {
+            ConsumerOutcome::ShutdownComplete => {
+                if let Err(e) = processor.perform(Action::ShutdownRequested, Some(&mut self.checkpointer)).await {
+                    warn!(error = %e, "record processor failed during shutdownRequested");
+                    self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
+                    return ConsumerOutcome::ShutdownComplete;
+                }
+                self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
+                if let Err(e) = processor.perform(Action::LeaseLost, None).await {
+                    warn!(error = %e, "record processor failed during leaseLost");
+                }
+                info!(checkpoint = %self.checkpointer.last_checkpoint(), "shard shut down gracefully");
+                ConsumerOutcome::ShutdownComplete
+            }
+            ConsumerOutcome::LeaseLost => {
+                info!("lease lost; telling the record processor");
+                if let Err(e) = processor.perform(Action::LeaseLost, None).await {
+                    warn!(error = %e, "record processor failed during leaseLost");
+                }
+                ConsumerOutcome::LeaseLost
+            }
+            other => other,
+        }
+    }
+
+    /// ShardEnding: create child leases, `shardEnded`, verify `SHARD_END` was checkpointed.
+    async fn end_shard(
+        &mut self,
+        processor: &mut dyn ProcessorConnection,
+        children: Vec<ChildShard>,
+    ) -> ConsumerOutcome {
+        if let Err(e) = self.create_child_leases(&children).await {
+            return ConsumerOutcome::Failed(e.into());
+        }
+        self.checkpointer.mark_shard_ended();
+        let result = processor.perform(Action::ShardEnded, Some(&mut self.checkpointer)).await;
+        self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
+        if let Err(e) = result {
+            return ConsumerOutcome::Failed(e.into());
+        }
+        if !self.checkpointer.is_at_shard_end() {
+            let last = self.checkpointer.last_checkpoint().to_string();
+            error!(checkpoint = %last, "record processor did not checkpoint at shardEnded");
+            return ConsumerOutcome::Failed(ConsumerError::NoShardEndCheckpoint(last));
+        }
+        info!(children = children.len(), "shard ended; SHARD_END checkpointed");
+        ConsumerOutcome::ShardEnded
+    }
+
+    async fn create_child_leases(&self, children: &[ChildShard]) -> Result<(), LeaseError> {
+        if children.is_empty() {
+            return Ok(());
+        }
+        for child in children {
+            let mut lease = Lease::new(child.shard_id.clone(), ExtendedSequenceNumber::new(Position::TrimHorizon));
+            lease.parent_shard_ids = child.parent_shards.iter().cloned().collect();
+            lease.hash_key_range = Some(child.hash_key_range.clone());
+            if self.ctx.leases.create_lease_if_absent(&lease).await? {
+                info!(child = %child.shard_id, "created child lease");
+            }
+        }
+        let ids = children.iter().map(|c| c.shard_id.clone()).collect();
+        self.ctx.leases.update_child_shard_ids(self.shard_id(), &ids).await?;
+        Ok(())
+    }
+}

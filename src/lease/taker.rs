@@ -86,6 +86,12 @@ impl LeaseTaker {
         Self { store, worker_id: worker_id.into(), settings, seen: HashMap::new() }
     }
 
+    /// How often rounds run.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.settings.interval()
+    }
+
     /// Runs one round. `held` are the leases this worker currently holds (renewer's view).
     /// Returns the leases taken, with owner and counter as written.
     ///

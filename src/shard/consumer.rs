@@ -110,6 +110,9 @@ pub enum ConsumerError {
     /// The lease table failed.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// The consumer task panicked (a bug); the shard is restarted.
+    #[error("shard consumer panicked: {0}")]
+    Panicked(String),
     /// The processor returned from `shardEnded` without checkpointing `SHARD_END`.
     #[error(
         "the record processor did not checkpoint at shardEnded (last checkpoint {0}); \

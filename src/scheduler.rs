@@ -1,1 +1,0 @@
-//! The scheduler: owns leases and runs one shard consumer per held lease.

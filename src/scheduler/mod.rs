@@ -1,0 +1,366 @@
+//! The scheduler: owns this worker's leases and runs one shard consumer per held lease.
+//!
+//! Tasks (all owned here; nothing is detached):
+//! - the lease renewer ([`crate::lease::renewer`]) renews held leases every
+//!   `failover/3` and cancels a lease's token the moment it is lost;
+//! - the taker ([`crate::lease::taker`]) runs one round at start and then every
+//!   `2 × (failover + 25 ms)`; leases it takes are handed to the renewer and get a consumer
+//!   at once;
+//! - one consumer task per held lease ([`crate::shard::consumer`]). A consumer that fails
+//!   (processor crash, protocol error, stream error) is restarted from the lease's stored
+//!   checkpoint with exponential backoff while the lease is still held; other shards are
+//!   not affected.
+//!
+//! Shutdown (the token passed to [`Scheduler::run`] is cancelled): stop taking, ask every
+//! consumer to shut down gracefully (`shutdownRequested`, then `leaseLost`) within
+//! `shutdownGraceMillis`, kill what is left, then release the held leases in DynamoDB
+//! (owner removed, conditioned on the counter) so other workers — Java or multilangd —
+//! can take them at once instead of waiting `failoverTimeMillis`.
+
+pub mod sync;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::child::backoff::Backoff;
+use crate::config::{Config, InitialPosition};
+use crate::lease::renewer::LeaseRenewer;
+use crate::lease::taker::{LeaseTaker, TakerSettings};
+use crate::lease::{LeaseError, LeaseStore};
+use crate::shard::checkpointer::CheckpointStore;
+use crate::shard::consumer::{run_consumer, ConsumerContext, ConsumerOutcome, ConsumerSettings, ShardProgress};
+use crate::shard::processor::ProcessorLauncher;
+use crate::stream::shards::ShardLister;
+use crate::stream::ShardReaderFactory;
+
+/// How often held leases are compared with running consumers (Java: 1 s).
+const DISPATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often per-shard progress is logged.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the KCL 3.x migration state is re-read.
+const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Fatal scheduler errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The lease table could not be prepared.
+    #[error("cannot prepare the lease table: {0}")]
+    LeaseTable(#[source] LeaseError),
+    /// The initial shard sync failed.
+    #[error("initial shard sync failed: {0}")]
+    Sync(#[from] sync::SyncError),
+    /// The fleet runs the KCL 3.x protocol, which multilangd does not join.
+    #[error(
+        "the application's fleet is in KCL 3.x mode ({client_version} in {table}); multilangd runs the KCL 2.x \
+         lease protocol and must not join it. Roll the fleet back to 2.x compatibility \
+         (CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X) or run the Java daemon"
+    )]
+    Fleet3x {
+        /// The `cv` value.
+        client_version: String,
+        /// Where it was found.
+        table: String,
+    },
+}
+
+/// The worker: leases in, shard consumers out.
+pub struct Scheduler {
+    config: Arc<Config>,
+    worker_id: String,
+    store: Arc<dyn LeaseStore>,
+    lister: Arc<dyn ShardLister>,
+    readers: Arc<dyn ShardReaderFactory>,
+    launcher: Arc<dyn ProcessorLauncher>,
+}
+
+struct Running {
+    task: tokio::task::Id,
+    stop: CancellationToken,
+    progress: Arc<ShardProgress>,
+}
+
+#[derive(Default)]
+struct ShardState {
+    backoff: Option<Backoff>,
+    retry_at: Option<Instant>,
+    ended: bool,
+    progress: Arc<ShardProgress>,
+}
+
+impl Scheduler {
+    /// A scheduler for `worker_id` over the given seams.
+    #[must_use]
+    pub fn new(
+        config: Arc<Config>,
+        worker_id: String,
+        store: Arc<dyn LeaseStore>,
+        lister: Arc<dyn ShardLister>,
+        readers: Arc<dyn ShardReaderFactory>,
+        launcher: Arc<dyn ProcessorLauncher>,
+    ) -> Self {
+        Self { config, worker_id, store, lister, readers, launcher }
+    }
+
+    fn taker_settings(&self) -> TakerSettings {
+        TakerSettings {
+            failover_time: self.config.failover_time,
+            max_leases_for_worker: self.config.max_leases_for_worker,
+            max_leases_to_steal_at_one_time: self.config.max_leases_to_steal_at_one_time,
+            enable_priority_lease_assignment: self.config.enable_priority_lease_assignment,
+        }
+    }
+
+    fn consumer_settings(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            parent_shard_poll_interval: self.config.parent_shard_poll_interval,
+            call_process_records_even_for_empty_record_list: self.config.call_process_records_even_for_empty_record_list,
+            at_timestamp_millis: match self.config.initial_position {
+                InitialPosition::AtTimestamp { epoch_millis } => Some(epoch_millis),
+                _ => None,
+            },
+            task_backoff: self.config.task_backoff,
+        }
+    }
+
+    async fn check_migration_state(&self) -> Result<(), SchedulerError> {
+        match self.store.migration_state().await {
+            Ok(Some(state)) if state.is_3x_mode() => {
+                Err(SchedulerError::Fleet3x { client_version: state.client_version, table: state.table })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, "cannot read the KCL 3.x migration state; assuming 2.x");
+                Ok(())
+            }
+        }
+    }
+
+    async fn prepare(&self) -> Result<(), SchedulerError> {
+        let created = self.store.ensure_table().await.map_err(SchedulerError::LeaseTable)?;
+        if created {
+            info!(table = %self.store.table_name(), "created the lease table");
+        }
+        self.check_migration_state().await?;
+        let existing = self.store.list_leases().await.map_err(SchedulerError::LeaseTable)?;
+        if existing.leases.is_empty() {
+            sync::initial_sync(&self.lister, &self.store, self.config.initial_position).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` is cancelled, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// Only start-up failures are fatal; at run time failures are per shard and retried.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        info!(worker_id = %self.worker_id, table = %self.store.table_name(), "worker starting");
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            prepared = self.prepare() => prepared?,
+        }
+        let renewer = Arc::new(LeaseRenewer::new(
+            self.store.clone(),
+            self.worker_id.clone(),
+            self.config.failover_time,
+            self.config.max_lease_renewal_threads,
+        ));
+        let renewer_stop = CancellationToken::new();
+        let mut background = JoinSet::new();
+        background.spawn(renewer.clone().run(renewer_stop.clone()));
+
+        let result = self.main_loop(&renewer, &shutdown).await;
+
+        renewer_stop.cancel();
+        while background.join_next().await.is_some() {}
+        result
+    }
+
+    async fn main_loop(&self, renewer: &Arc<LeaseRenewer>, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
+        let mut taker = LeaseTaker::new(self.store.clone(), self.worker_id.clone(), self.taker_settings());
+        let mut consumers: JoinSet<(String, ConsumerOutcome)> = JoinSet::new();
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut shards: HashMap<String, ShardState> = HashMap::new();
+        let consumers_stop = CancellationToken::new();
+
+        let mut take_tick = tokio::time::interval(taker.interval());
+        take_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dispatch_tick = tokio::time::interval(DISPATCH_INTERVAL);
+        dispatch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut progress_tick = tokio::time::interval_at(Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+        let mut migration_tick =
+            tokio::time::interval_at(Instant::now() + MIGRATION_CHECK_INTERVAL, MIGRATION_CHECK_INTERVAL);
+        let mut fatal = None;
+
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = take_tick.tick() => {
+                    let held = renewer.held_keys();
+                    match taker.take_round(&held).await {
+                        Ok((taken, _report)) => {
+                            for lease in taken {
+                                renewer.add(lease);
+                            }
+                            self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
+                        }
+                        Err(e) => warn!(error = %e, "lease taker round failed"),
+                    }
+                }
+                _ = dispatch_tick.tick() => {
+                    self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
+                }
+                Some(joined) = consumers.join_next() => {
+                    self.on_consumer_done(joined, renewer, &mut running, &mut shards);
+                    self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
+                }
+                _ = progress_tick.tick() => log_progress(&shards, &running),
+                _ = migration_tick.tick() => {
+                    if let Err(e) = self.check_migration_state().await {
+                        error!(error = %e, "stopping: the fleet switched to KCL 3.x");
+                        fatal = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.shut_down(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop).await;
+        log_progress(&shards, &running);
+        fatal.map_or(Ok(()), Err)
+    }
+
+    /// Starts a consumer for every held lease that has none (and is not backing off).
+    fn dispatch(
+        &self,
+        renewer: &Arc<LeaseRenewer>,
+        consumers: &mut JoinSet<(String, ConsumerOutcome)>,
+        running: &mut HashMap<String, Running>,
+        shards: &mut HashMap<String, ShardState>,
+        consumers_stop: &CancellationToken,
+    ) {
+        let now = Instant::now();
+        for held in renewer.held() {
+            let key = held.lease.key.clone();
+            if running.contains_key(&key) {
+                continue;
+            }
+            let state = shards.entry(key.clone()).or_default();
+            if state.ended || state.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let stop = consumers_stop.child_token();
+            let ctx = ConsumerContext {
+                lease: held.lease.clone(),
+                leases: self.store.clone(),
+                checkpoints: renewer.clone() as Arc<dyn CheckpointStore>,
+                readers: self.readers.clone(),
+                launcher: self.launcher.clone(),
+                settings: self.consumer_settings(),
+                lease_lost: held.lost.clone(),
+                shutdown: stop.clone(),
+                progress: state.progress.clone(),
+            };
+            info!(shard_id = %key, checkpoint = %held.lease.checkpoint, "starting shard consumer");
+            let progress = state.progress.clone();
+            let task = consumers.spawn({
+                let key = key.clone();
+                async move { (key, run_consumer(ctx).await) }
+            });
+            running.insert(key, Running { task: task.id(), stop, progress });
+        }
+    }
+
+    fn on_consumer_done(
+        &self,
+        joined: Result<(String, ConsumerOutcome), tokio::task::JoinError>,
+        renewer: &Arc<LeaseRenewer>,
+        running: &mut HashMap<String, Running>,
+        shards: &mut HashMap<String, ShardState>,
+    ) {
+        let (key, outcome) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                // A panic in a consumer is a bug; the shard is restarted like a failure.
+                let key = running.iter().find(|(_, r)| r.task == e.id()).map(|(k, _)| k.clone());
+                error!(error = %e, shard_id = ?key, "a shard consumer task panicked");
+                let Some(key) = key else { return };
+                (key, ConsumerOutcome::Failed(crate::shard::consumer::ConsumerError::Panicked(e.to_string())))
+            }
+        };
+        running.remove(&key);
+        let state = shards.entry(key.clone()).or_default();
+        match outcome {
+            ConsumerOutcome::ShardEnded => {
+                state.ended = true;
+                state.backoff = None;
+            }
+            ConsumerOutcome::LeaseLost | ConsumerOutcome::ShutdownComplete => {
+                state.backoff = None;
+                state.retry_at = None;
+            }
+            ConsumerOutcome::Failed(error) => {
+                let backoff = state.backoff.get_or_insert_with(Backoff::for_shard_restarts);
+                let delay = backoff.next_delay();
+                state.retry_at = Some(Instant::now() + delay);
+                error!(
+                    shard_id = %key, %error, retry_in = ?delay,
+                    "shard consumer failed; restarting this shard from its last checkpoint"
+                );
+            }
+        }
+    }
+
+    async fn shut_down(
+        &self,
+        renewer: &Arc<LeaseRenewer>,
+        consumers: &mut JoinSet<(String, ConsumerOutcome)>,
+        running: &mut HashMap<String, Running>,
+        shards: &mut HashMap<String, ShardState>,
+        consumers_stop: &CancellationToken,
+    ) {
+        info!(shards = running.len(), grace = ?self.config.shutdown_grace, "shutting down: asking record processors to finish");
+        consumers_stop.cancel();
+        let deadline = tokio::time::sleep(self.config.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                joined = consumers.join_next() => match joined {
+                    Some(joined) => self.on_consumer_done(joined, renewer, running, shards),
+                    None => break,
+                },
+                () = &mut deadline => {
+                    warn!(remaining = consumers.len(), "shutdownGraceMillis expired; killing the remaining record processors");
+                    consumers.shutdown().await;
+                    break;
+                }
+            }
+        }
+        let released = renewer.release_all().await;
+        info!(released, "released leases");
+    }
+}
+
+fn log_progress(shards: &HashMap<String, ShardState>, running: &HashMap<String, Running>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut keys: Vec<&String> = shards.keys().collect();
+    keys.sort();
+    for key in keys {
+        let p = &shards[key].progress;
+        let checkpoint = p.checkpoint.lock().map(|c| c.clone()).unwrap_or_default();
+        info!(
+            shard_id = %key,
+            running = running.contains_key(key),
+            records = p.records.load(Relaxed),
+            batches = p.batches.load(Relaxed),
+            millis_behind_latest = p.millis_behind_latest.load(Relaxed),
+            checkpoint = %checkpoint,
+            "progress"
+        );
+    }
+}
+

@@ -12,6 +12,7 @@
 //! (`throughputKBps`, `checkpointOwner`, `entityType`, future ones) survive.
 
 pub mod dynamodb;
+pub mod leader;
 pub mod memory;
 pub mod renewer;
 pub mod taker;

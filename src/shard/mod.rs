@@ -8,3 +8,5 @@
 pub mod checkpointer;
 pub mod consumer;
 pub mod processor;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;

@@ -20,6 +20,10 @@ use tokio::process::ChildStderr;
 /// (`RUST_LOG=multilangd::child::stderr=off`, `=info`, ...).
 pub const STDERR_LOG_TARGET: &str = "multilangd::child::stderr";
 
+/// The target of this module's own events, which must not match [`STDERR_LOG_TARGET`]
+/// (this module's path *is* `multilangd::child::stderr`).
+const DAEMON_TARGET: &str = "multilangd::child";
+
 /// The most bytes of one stderr line that are logged; the rest of the line is discarded.
 pub const MAX_STDERR_LINE_BYTES: usize = 64 * 1024;
 
@@ -137,7 +141,7 @@ pub(crate) async fn drain(mut stderr: ChildStderr, shard_id: Arc<str>, pid: u32)
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                tracing::warn!(shard_id = %shard_id, pid, error = %e, "reading the child's stderr failed; no more stderr will be logged");
+                tracing::warn!(target: DAEMON_TARGET, shard_id = %shard_id, pid, error = %e, "reading the child's stderr failed; no more stderr will be logged");
                 break;
             }
         }
@@ -145,6 +149,7 @@ pub(crate) async fn drain(mut stderr: ChildStderr, shard_id: Arc<str>, pid: u32)
     splitter.finish(&mut log_line);
     stats.bytes = bytes;
     tracing::debug!(
+        target: DAEMON_TARGET,
         shard_id = %shard_id,
         pid,
         bytes = stats.bytes,

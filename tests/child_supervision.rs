@@ -1,5 +1,6 @@
 //! Child supervision against real processes: spawn rules (Java-compatible lookup), stderr
 //! draining under load, exit detection, graceful stop escalation and process-group cleanup.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -396,6 +397,18 @@ async fn exit_codes_are_typed() {
 }
 
 #[tokio::test]
+async fn observed_exit_kills_what_the_child_left_in_its_group() {
+    let (mut child, pipes) = spawn(&sh("sleep 300 & echo $!; read _; exit 4"), "exit-leftover");
+    let mut stdout = BufReader::new(pipes.stdout);
+    let grandchild: i32 = first_line(&mut stdout).await.parse().unwrap();
+    drop(pipes.stdin);
+    assert_eq!(child.wait().await, ChildExit::Code(4));
+    // The supervisor is still alive: the leftover dies because the exit was observed.
+    assert_dies(grandchild, "grandchild").await;
+    assert_eq!(child.kill().await, ChildExit::Code(4), "kill after exit reports the exit");
+}
+
+#[tokio::test]
 async fn kill_sends_sigkill_to_the_group() {
     let (mut child, _pipes) = spawn(&sh("trap '' TERM; sleep 300"), "exit-kill");
     let started = Instant::now();
@@ -407,14 +420,17 @@ async fn kill_sends_sigkill_to_the_group() {
 // Graceful stop
 
 const GRACE: Duration = Duration::from_millis(200);
+/// For children expected to exit on their own: long enough never to escalate on a loaded
+/// machine, and never actually waited for.
+const LONG_GRACE: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn stop_child_that_exits_on_eof_is_quick_and_successful() {
     let (child, pipes) = spawn(&exe("cat", &[]), "stop-eof");
     drop(pipes.stdin);
     let started = Instant::now();
-    assert_eq!(child.stop(GRACE).await, ChildExit::Success);
-    assert!(started.elapsed() < GRACE, "took {:?}", started.elapsed());
+    assert_eq!(child.stop(LONG_GRACE).await, ChildExit::Success);
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -432,9 +448,10 @@ async fn stop_child_that_traps_sigterm_and_exits_zero() {
     let (child, pipes) = spawn(&sh("trap 'exit 0' TERM; while :; do sleep 0.05; done"), "stop-trap");
     drop(pipes.stdin);
     let started = Instant::now();
+    // Success (not SIGKILL) shows it exited within the second grace period.
     assert_eq!(child.stop(GRACE).await, ChildExit::Success);
     let took = started.elapsed();
-    assert!(took >= GRACE && took < 2 * GRACE, "took {took:?}");
+    assert!(took >= GRACE, "took {took:?}");
 }
 
 #[tokio::test]
@@ -458,8 +475,8 @@ async fn stop_kills_grandchildren_left_behind_by_a_clean_exit() {
     let grandchild: i32 = first_line(&mut stdout).await.parse().unwrap();
     drop(pipes.stdin);
     let started = Instant::now();
-    assert_eq!(child.stop(GRACE).await, ChildExit::Success);
-    assert!(started.elapsed() < GRACE, "took {:?}", started.elapsed());
+    assert_eq!(child.stop(LONG_GRACE).await, ChildExit::Success);
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     assert_dies(grandchild, "grandchild").await;
 }
 

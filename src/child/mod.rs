@@ -28,6 +28,8 @@
 //!   exists but cannot be executed are skipped, and reported if nothing better is found.
 //! - `argv[0]` is the program name as written; the environment and working directory are
 //!   inherited unchanged; no arguments are added.
+//! - The pipes are created close-on-exec, so one shard's child never inherits another
+//!   child's pipe ends (which would keep that child's stdin open after the daemon closed it).
 //! - A file the kernel cannot execute (`ENOEXEC`: typically a script without a `#!` line)
 //!   is run as `/bin/sh <path> <args>`, as the JDK does.
 //! - Every failure is a [`SpawnError`] naming the shard, the program, the resolved path and
@@ -57,9 +59,16 @@
 //! caller has closed stdin): wait up to `grace` for the child to exit on EOF; then `SIGTERM`
 //! to the group and wait up to `grace` again; then `SIGKILL` to the group. Java waits forever
 //! instead, so one child ignoring EOF blocks its shard for good; bounding this is deliberate.
-//! Once the leader has exited, whatever is left in its group is killed, and the stderr drain
-//! is given a moment to reach EOF and log the last lines. [`kill`](ChildProcess::kill) is the
-//! immediate path.
+//! The stderr drain is then given a moment to reach EOF and log the last lines.
+//! [`kill`](ChildProcess::kill) is the immediate path.
+//!
+//! The group lives and dies with its leader: as soon as the leader's exit is observed (by
+//! any of `wait`, `try_wait`, `kill`, `stop`), whatever is left in its group gets `SIGKILL`.
+//! This is also the only moment that is safe from pid reuse: the kernel keeps a group id
+//! reserved while the group has members, but once it is empty the number can be handed to a
+//! new process, quite possibly another shard's child, which is a group leader too. So the
+//! group is never signalled after the exit has been observed, and `Drop` only signals it if
+//! the exit has not been observed (the unreaped leader still holds the id).
 //!
 //! ## Why a process group
 //! Record processors are often wrappers (`sh` → `python`, `npm` → `node`), and children can
@@ -91,7 +100,8 @@
 //! Java daemon: the children are orphaned. Their stdin pipe closes, so they read EOF, and the
 //! stock client libraries (amazon_kclpy, aws-kcl, aws-kclrb) then leave their read loop and
 //! exit. A child that ignores EOF keeps running; `PR_SET_PDEATHSIG` would catch that but
-//! needs an `unsafe` `pre_exec` hook, which this crate forbids.
+//! needs an `unsafe` `pre_exec` hook, which this crate forbids. `std::process::exit` skips
+//! destructors too, so the daemon must stop its shard consumers before exiting.
 //!
 //! ## Restarts are not done here
 //! A crashed, hung or misbehaving child must only affect its own shard: the shard consumer
@@ -265,7 +275,7 @@ pub struct ChildPipes {
 /// A running (or exited) record-processor child for one shard. See the [module
 /// docs](self) for what it owns and how it stops.
 ///
-/// Dropping it sends `SIGKILL` to the child's whole process group.
+/// Dropping it while the child runs sends `SIGKILL` to the child's whole process group.
 #[derive(Debug)]
 pub struct ChildProcess {
     child: Child,
@@ -348,6 +358,8 @@ impl ChildProcess {
 
     /// Waits until the child exits and returns how. Returns at once if it already has.
     ///
+    /// When the exit is first observed, any processes left in the child's group are killed.
+    ///
     /// # Cancel safety
     /// Cancel safe: use it in `tokio::select!` alongside protocol I/O.
     pub async fn wait(&mut self) -> ChildExit {
@@ -384,9 +396,9 @@ impl ChildProcess {
     /// Stops the child gracefully; the caller must already have closed its stdin.
     ///
     /// Waits up to `grace` for the child to exit; then sends `SIGTERM` to its process group
-    /// and waits up to `grace` again; then sends `SIGKILL` to the group. Afterwards anything
-    /// left in the group is killed and the stderr drain is given up to 2 s to log the last
-    /// lines. Returns how the child exited.
+    /// and waits up to `grace` again; then sends `SIGKILL` to the group. Once the child has
+    /// exited, anything left in its group is killed and the stderr drain is given up to 2 s
+    /// to log the last lines. Returns how the child exited.
     #[tracing::instrument(name = "child_stop", skip_all, fields(shard_id = %self.shard_id, pid = self.pid, ?grace))]
     pub async fn stop(mut self, grace: Duration) -> ChildExit {
         let exit = self.escalate(grace).await;
@@ -410,13 +422,8 @@ impl ChildProcess {
         self.wait().await
     }
 
-    /// After the leader's exit: kill the rest of its group, then let stderr reach EOF.
+    /// After the leader's exit (its group was already killed): let stderr reach EOF.
     async fn finish(&mut self) {
-        match signal::killpg(self.pgid, Signal::SIGKILL) {
-            Ok(()) => tracing::debug!("killed processes left in the child's process group"),
-            Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(error = %e, "could not kill the child's process group"),
-        }
         if let Some(mut drain) = self.stderr_drain.take() {
             if tokio::time::timeout(STDERR_EOF_TIMEOUT, &mut drain).await.is_err() {
                 tracing::warn!(
@@ -428,8 +435,12 @@ impl ChildProcess {
     }
 
     /// Sends `signal` to the child's process group; if the group is gone but the leader is
-    /// still our unreaped child (it left the group), to the leader directly.
+    /// still our unreaped child (it left the group), to the leader directly. Does nothing
+    /// once the exit has been observed (the group was killed then; see `record_exit`).
     fn signal_group(&mut self, signal: Signal) {
+        if self.exit.is_some() {
+            return;
+        }
         match signal::killpg(self.pgid, signal) {
             Ok(()) => tracing::debug!(signal = signal.as_str(), "signalled the child's process group"),
             Err(Errno::ESRCH) => {
@@ -451,26 +462,48 @@ impl ChildProcess {
         ChildExit::Unknown
     }
 
+    /// Called right after the leader was reaped: the group lives and dies with its leader,
+    /// so anything left in it is killed now. Now is also the only safe moment: while members
+    /// remain, the kernel keeps the group id reserved; once the group is empty the number may
+    /// be reused (possibly by another shard's child, which is a group leader too), so the
+    /// group is never signalled again after this.
     fn record_exit(&mut self, exit: ChildExit) -> ChildExit {
         self.exit = Some(exit);
         let uptime_ms = u64::try_from(self.uptime().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(shard_id = %self.shard_id, pid = self.pid, %exit, uptime_ms, "record processor {exit}");
+        match signal::killpg(self.pgid, Signal::SIGKILL) {
+            Ok(()) => tracing::info!(
+                shard_id = %self.shard_id,
+                pid = self.pid,
+                "killed processes the record processor left running in its process group"
+            ),
+            Err(Errno::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(shard_id = %self.shard_id, pid = self.pid, error = %e, "could not kill the child's process group")
+            }
+        }
         exit
     }
 }
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
-        // `kill_on_drop` covers the leader; this covers the rest of its group.
-        match signal::killpg(self.pgid, Signal::SIGKILL) {
-            Ok(()) if self.exit.is_none() => tracing::warn!(
-                shard_id = %self.shard_id,
-                pid = self.pid,
-                "record processor dropped while running; killed its process group"
-            ),
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => {
-                tracing::warn!(shard_id = %self.shard_id, pid = self.pid, error = %e, "could not kill the child's process group")
+        // `kill_on_drop` covers the leader; this covers the rest of its group. Once the exit
+        // has been observed the group was already killed (and its id may have been reused).
+        if self.exit.is_none() {
+            match signal::killpg(self.pgid, Signal::SIGKILL) {
+                Ok(()) => tracing::warn!(
+                    shard_id = %self.shard_id,
+                    pid = self.pid,
+                    "record processor dropped while running; killed its process group"
+                ),
+                Err(Errno::ESRCH) => {}
+                Err(e) => tracing::warn!(
+                    shard_id = %self.shard_id,
+                    pid = self.pid,
+                    error = %e,
+                    "could not kill the child's process group"
+                ),
             }
         }
         if let Some(drain) = self.stderr_drain.take() {
@@ -659,6 +692,67 @@ mod tests {
         };
         let expected = ["/a/x", "/srv/app/x", "/srv/app/rel/x", "/srv/app/x"].map(PathBuf::from);
         assert_eq!(candidates, expected);
+    }
+
+    fn script(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\necho \"$0\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn exe(program: &str) -> Executable {
+        Executable { program: program.to_owned(), args: vec![], raw: program.to_owned() }
+    }
+
+    #[tokio::test]
+    async fn path_search_skips_non_executable_entries_and_reports_them() {
+        let (a, b, cwd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let denied = script(a.path(), "proc", 0o644);
+        let path_var = std::env::join_paths([a.path(), b.path()]).unwrap();
+
+        let err = start(&exe("proc"), "s-1", Some(&path_var), cwd.path()).unwrap_err();
+        match err {
+            SpawnError::NotExecutable { resolved, path: Some(searched), .. } => {
+                assert_eq!(resolved, denied);
+                assert_eq!(searched, path_var.to_string_lossy());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        let runnable = script(b.path(), "proc", 0o755);
+        let (mut child, used) = start(&exe("proc"), "s-1", Some(&path_var), cwd.path()).unwrap();
+        assert_eq!(used, runnable);
+        assert!(child.wait().await.unwrap().success());
+    }
+
+    #[tokio::test]
+    async fn cwd_is_searched_only_through_an_empty_path_entry() {
+        let (bin, cwd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let in_cwd = script(cwd.path(), "here", 0o755);
+        let only_bin = bin.path().as_os_str().to_owned();
+        let err = start(&exe("here"), "s-2", Some(&only_bin), cwd.path()).unwrap_err();
+        assert!(matches!(err, SpawnError::NotOnPath { .. }), "{err:?}");
+
+        let mut with_empty = only_bin.clone();
+        with_empty.push(":");
+        let (mut child, used) = start(&exe("here"), "s-2", Some(&with_empty), cwd.path()).unwrap();
+        assert_eq!(used, in_cwd);
+        assert!(child.wait().await.unwrap().success());
+    }
+
+    #[tokio::test]
+    async fn missing_interpreter_is_reported_as_such() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad");
+        std::fs::write(&path, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = start(&exe("./bad"), "s-3", None, dir.path()).unwrap_err();
+        assert!(matches!(err, SpawnError::InterpreterNotFound { .. }), "{err:?}");
+        let err = start(&exe("bad"), "s-3", Some(dir.path().as_os_str()), dir.path()).unwrap_err();
+        assert!(matches!(err, SpawnError::InterpreterNotFound { .. }), "{err:?}");
     }
 
     #[test]

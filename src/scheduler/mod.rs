@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::child::backoff::Backoff;
+use crate::child::{Backoff, BackoffPolicy};
 use crate::config::{Config, InitialPosition};
 use crate::lease::renewer::LeaseRenewer;
 use crate::lease::taker::{LeaseTaker, TakerSettings};
@@ -81,6 +81,7 @@ pub struct Scheduler {
 
 struct Running {
     task: tokio::task::Id,
+    started: Instant,
     stop: CancellationToken,
     progress: Arc<ShardProgress>,
 }
@@ -271,7 +272,7 @@ impl Scheduler {
                 let key = key.clone();
                 async move { (key, run_consumer(ctx).await) }
             });
-            running.insert(key, Running { task: task.id(), stop, progress });
+            running.insert(key, Running { task: task.id(), started: Instant::now(), stop, progress });
         }
     }
 
@@ -292,7 +293,7 @@ impl Scheduler {
                 (key, ConsumerOutcome::Failed(crate::shard::consumer::ConsumerError::Panicked(e.to_string())))
             }
         };
-        running.remove(&key);
+        let uptime = running.remove(&key).map_or(Duration::ZERO, |r| r.started.elapsed());
         let state = shards.entry(key.clone()).or_default();
         match outcome {
             ConsumerOutcome::ShardEnded => {
@@ -304,8 +305,8 @@ impl Scheduler {
                 state.retry_at = None;
             }
             ConsumerOutcome::Failed(error) => {
-                let backoff = state.backoff.get_or_insert_with(Backoff::for_shard_restarts);
-                let delay = backoff.next_delay();
+                let backoff = state.backoff.get_or_insert_with(|| Backoff::new(BackoffPolicy::default()));
+                let delay = backoff.next_delay(uptime);
                 state.retry_at = Some(Instant::now() + delay);
                 error!(
                     shard_id = %key, %error, retry_in = ?delay,

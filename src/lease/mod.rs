@@ -11,6 +11,7 @@
 //! Writes are attribute-level updates only, so attributes written by other KCL versions
 //! (`throughputKBps`, `checkpointOwner`, `entityType`, future ones) survive.
 
+pub mod conformance;
 pub mod dynamodb;
 pub mod memory;
 pub mod renewer;
@@ -179,10 +180,11 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// `REMOVE leaseOwner`, counter + 1. Used on graceful shutdown so peers take it at once.
     async fn release_lease(&self, lease: &Lease) -> Result<bool, LeaseError>;
 
-    /// Checkpoint: if `leaseCounter = lease.counter` (and `leaseOwner = lease.owner`):
+    /// Checkpoint: if `leaseCounter = lease.counter` (counter only, as Java):
     /// counter + 1, `checkpoint`, `checkpointSubSequenceNumber`,
     /// `ownerSwitchesSinceCheckpoint = 0`, `REMOVE pendingCheckpoint,
-    /// pendingCheckpointSubSequenceNumber, pendingCheckpointState`.
+    /// pendingCheckpointSubSequenceNumber, pendingCheckpointState`; also `SET childShardIds`
+    /// and the hash keys when `lease` knows them (as Java's update does).
     async fn update_checkpoint(&self, lease: &Lease, checkpoint: &ExtendedSequenceNumber) -> Result<bool, LeaseError>;
 
     /// `SET childShardIds` if the item exists; no counter change (updateWithMetaInfo).

@@ -78,7 +78,10 @@ pub async fn create_and_get<S: LeaseStore + ?Sized>(store: &S) {
         owner: None,
         counter: 0,
         checkpoint: ExtendedSequenceNumber::at(sequence("49590338271490256608559692538361571095921575989136588898"), 2),
-        pending_checkpoint: Some(ExtendedSequenceNumber::at(sequence("49590338271490256608559692538361571095921575989136588899"), 0)),
+        pending_checkpoint: Some(ExtendedSequenceNumber::at(
+            sequence("49590338271490256608559692538361571095921575989136588899"),
+            0,
+        )),
         pending_checkpoint_state: Some(vec![0, 1, 254, 255]),
         owner_switches_since_checkpoint: 0,
         parent_shard_ids: BTreeSet::from(["shardId-000000000000".to_owned(), "shardId-000000000001".to_owned()]),

@@ -7,7 +7,7 @@
 //! (see `lease-coordination.md` §3), written as expressions instead of the legacy
 //! `Expected`/`AttributeUpdates` form; the stored result is identical.
 //!
-//! SDK errors are classified in one place ([`classify`]): a failed condition is
+//! SDK errors are classified in one place (`classify`): a failed condition is
 //! `Ok(false)`, throttling is [`LeaseError::Throttled`], a missing table
 //! [`LeaseError::TableMissing`], everything else [`LeaseError::Dependency`] with the
 //! flattened error chain.
@@ -157,9 +157,7 @@ impl DynamoLeaseStore {
     async fn table_status(&self) -> Result<Option<TableStatus>, LeaseError> {
         match self.client.describe_table().table_name(&self.table).send().await {
             Ok(out) => Ok(Some(
-                out.table()
-                    .and_then(|t| t.table_status().cloned())
-                    .unwrap_or_else(|| TableStatus::from("UNKNOWN")),
+                out.table().and_then(|t| t.table_status().cloned()).unwrap_or_else(|| TableStatus::from("UNKNOWN")),
             )),
             Err(e) => match classify(&self.table, "describe_table", e) {
                 Failure::Error(LeaseError::TableMissing { .. }) => Ok(None),
@@ -469,7 +467,11 @@ impl LeaseStore for DynamoLeaseStore {
                 e.name(attr::CHECKPOINT),
                 e.value("cp", AttributeValue::S(checkpoint.position.as_str().to_owned()))
             ),
-            format!("{} = {}", e.name(attr::CHECKPOINT_SUB_SEQUENCE), e.value("cpsub", number(checkpoint.sub_sequence))),
+            format!(
+                "{} = {}",
+                e.name(attr::CHECKPOINT_SUB_SEQUENCE),
+                e.value("cpsub", number(checkpoint.sub_sequence))
+            ),
             format!("{} = {}", e.name(attr::OWNER_SWITCHES), e.value("zero", number(0))),
         ];
         if !lease.child_shard_ids.is_empty() {
@@ -571,7 +573,6 @@ enum Failure {
     /// Anything else.
     Error(LeaseError),
 }
-
 
 /// The single place where SDK errors become lease errors.
 fn classify<E>(table: &str, operation: &'static str, err: SdkError<E>) -> Failure
@@ -786,7 +787,10 @@ mod tests {
             owner_switches_since_checkpoint: 2,
             parent_shard_ids: BTreeSet::from(["shardId-000000000000".to_owned()]),
             child_shard_ids: BTreeSet::from(["shardId-000000000005".to_owned(), "shardId-000000000006".to_owned()]),
-            hash_key_range: Some(HashKeyRange { starting: "0".into(), ending: "170141183460469231731687303715884105727".into() }),
+            hash_key_range: Some(HashKeyRange {
+                starting: "0".into(),
+                ending: "170141183460469231731687303715884105727".into(),
+            }),
             checkpoint_owner: Some("worker-b".into()),
         }
     }

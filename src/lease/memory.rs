@@ -82,7 +82,7 @@ pub enum Fault {
 /// What an item in the table is.
 #[derive(Debug, Clone)]
 enum Item {
-    Lease(Lease),
+    Lease(Box<Lease>),
     /// A non-lease item (`entityType` present and not `LEASE`).
     Foreign,
     /// An item that cannot be parsed as a lease.
@@ -146,14 +146,14 @@ impl InMemoryLeaseStore {
     #[must_use]
     pub fn lease(&self, key: &str) -> Option<Lease> {
         match self.lock().items.get(key) {
-            Some(Item::Lease(lease)) => Some(lease.clone()),
+            Some(Item::Lease(lease)) => Some(lease.as_ref().clone()),
             _ => None,
         }
     }
 
     /// Stores `lease` as is (unconditional put, for test setup).
     pub fn put(&self, lease: Lease) {
-        self.lock().items.insert(lease.key.clone(), Item::Lease(lease));
+        self.lock().items.insert(lease.key.clone(), Item::Lease(Box::new(lease)));
     }
 
     /// Another worker takes the lease: `owner` set, counter + 1, owner switches + 1 when the
@@ -174,7 +174,7 @@ impl InMemoryLeaseStore {
         match self.lock().items.get_mut(key) {
             Some(Item::Lease(lease)) => {
                 change(lease);
-                Some(lease.clone())
+                Some(lease.as_ref().clone())
             }
             _ => None,
         }
@@ -270,7 +270,7 @@ impl LeaseStore for InMemoryLeaseStore {
             let mut scan = LeaseScan::default();
             for (key, item) in &state.items {
                 match item {
-                    Item::Lease(lease) => scan.leases.push(lease.clone()),
+                    Item::Lease(lease) => scan.leases.push(lease.as_ref().clone()),
                     Item::Foreign => {}
                     Item::Malformed(reason) => scan.malformed.push(LeaseError::Malformed {
                         table: table.clone(),
@@ -287,7 +287,7 @@ impl LeaseStore for InMemoryLeaseStore {
     async fn get_lease(&self, key: &str) -> Result<Option<Lease>, LeaseError> {
         let table = self.table.to_string();
         self.call(Op::GetLease, |state| match state.items.get(key) {
-            Some(Item::Lease(lease)) => Ok(Some(lease.clone())),
+            Some(Item::Lease(lease)) => Ok(Some(lease.as_ref().clone())),
             Some(Item::Foreign) | None => Ok(None),
             Some(Item::Malformed(reason)) => {
                 Err(LeaseError::Malformed { table, key: key.to_owned(), reason: reason.clone() })
@@ -301,7 +301,7 @@ impl LeaseStore for InMemoryLeaseStore {
             if state.items.contains_key(&lease.key) {
                 return Ok(false);
             }
-            state.items.insert(lease.key.clone(), Item::Lease(lease.clone()));
+            state.items.insert(lease.key.clone(), Item::Lease(Box::new(lease.clone())));
             Ok(true)
         })
         .await
@@ -498,7 +498,10 @@ mod tests {
         l.checkpoint_owner = Some("a".into());
         store.put(l.clone());
         let stolen = store.steal("s", "b").unwrap();
-        assert_eq!((stolen.owner.as_deref(), stolen.counter, stolen.owner_switches_since_checkpoint), (Some("b"), 1, 1));
+        assert_eq!(
+            (stolen.owner.as_deref(), stolen.counter, stolen.owner_switches_since_checkpoint),
+            (Some("b"), 1, 1)
+        );
         assert_eq!(stolen.checkpoint_owner, None);
         assert!(!store.renew_lease(&l).await.unwrap(), "the old holder's renew must fail");
         assert!(store.steal("missing", "b").is_none());

@@ -654,7 +654,10 @@ mod tests {
         let cases = [
             (CheckpointFailure::LeaseLost { key: key() }, "ShutdownException"),
             (CheckpointFailure::Throttled { key: key() }, "ThrottlingException"),
-            (CheckpointFailure::Dependency { key: key(), message: "boom".into() }, "KinesisClientLibDependencyException"),
+            (
+                CheckpointFailure::Dependency { key: key(), message: "boom".into() },
+                "KinesisClientLibDependencyException",
+            ),
         ];
         for (failure, name) in cases {
             assert_eq!(CheckpointError::from(failure).wire_name(), name);
@@ -930,7 +933,8 @@ mod tests {
         store.set_latency(Op::UpdateCheckpoint, Duration::from_millis(200));
         store.set_latency(Op::RenewLease, Duration::from_millis(100));
         let target = seq(9, 0);
-        let (checkpoint, round) = tokio::join!(renewer.checkpoint("a", a.concurrency_token, &target), renewer.renew_all());
+        let (checkpoint, round) =
+            tokio::join!(renewer.checkpoint("a", a.concurrency_token, &target), renewer.renew_all());
         checkpoint.unwrap();
         assert_eq!(round.renewed, 1, "the renewal waited for the checkpoint");
         assert_eq!(store.lease("a").unwrap().counter, 3);

@@ -7,10 +7,12 @@
 //! it last saw a lease's counter change (see `../shared/reference/lease-coordination.md`).
 //!
 //! This module owns the [`Lease`] model and the [`LeaseStore`] trait. The DynamoDB
-//! implementation lives in [`dynamodb`]; an in-memory one for tests in [`memory`].
+//! implementation lives in [`dynamodb`]; an in-memory one for tests in [`memory`]; both
+//! pass the shared suite in [`conformance`]. [`renewer`] keeps a worker's held leases alive.
 //! Writes are attribute-level updates only, so attributes written by other KCL versions
 //! (`throughputKBps`, `checkpointOwner`, `entityType`, future ones) survive.
 
+pub mod conformance;
 pub mod dynamodb;
 pub mod leader;
 pub mod memory;
@@ -174,17 +176,21 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// Take: if `leaseCounter = lease.counter`: counter + 1, `leaseOwner = owner`,
     /// `ADD ownerSwitchesSinceCheckpoint 1` when the previous owner was set and different,
-    /// `REMOVE checkpointOwner`.
+    /// `REMOVE checkpointOwner`. On condition failure a re-read showing `owner` at
+    /// `lease.counter + 1` is our own retried write and counts as success.
     async fn take_lease(&self, lease: &Lease, owner: &str) -> Result<bool, LeaseError>;
 
     /// Release (evict): if `leaseCounter = lease.counter` and `leaseOwner = lease.owner`:
     /// `REMOVE leaseOwner`, counter + 1. Used on graceful shutdown so peers take it at once.
     async fn release_lease(&self, lease: &Lease) -> Result<bool, LeaseError>;
 
-    /// Checkpoint: if `leaseCounter = lease.counter` (and `leaseOwner = lease.owner`):
+    /// Checkpoint: if `leaseCounter = lease.counter` (counter only, as Java):
     /// counter + 1, `checkpoint`, `checkpointSubSequenceNumber`,
     /// `ownerSwitchesSinceCheckpoint = 0`, `REMOVE pendingCheckpoint,
-    /// pendingCheckpointSubSequenceNumber, pendingCheckpointState`.
+    /// pendingCheckpointSubSequenceNumber, pendingCheckpointState`; also `SET childShardIds`
+    /// and the hash keys when `lease` knows them (as Java's update does). On condition
+    /// failure a re-read showing `lease.owner`, `lease.counter + 1` and exactly this
+    /// checkpoint is our own retried write and counts as success.
     async fn update_checkpoint(&self, lease: &Lease, checkpoint: &ExtendedSequenceNumber) -> Result<bool, LeaseError>;
 
     /// `SET childShardIds` if the item exists; no counter change (updateWithMetaInfo).

@@ -16,7 +16,7 @@ pub mod child;
 pub mod config;
 pub mod lease;
 pub mod protocol;
-// pub mod scheduler;
+pub mod scheduler;
 pub mod sequence;
 pub mod shard;
 pub mod stream;

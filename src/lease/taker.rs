@@ -24,6 +24,7 @@ use rand::seq::SliceRandom;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::renewer::{HeldLease, LeaseRenewer};
 use super::{Lease, LeaseError, LeaseStore};
 
 /// Taker settings (from the configuration).
@@ -92,12 +93,13 @@ impl LeaseTaker {
         self.settings.interval()
     }
 
-    /// Runs one round. `held` are the leases this worker currently holds (renewer's view).
-    /// Returns the leases taken, with owner and counter as written.
+    /// Runs one round. Leases are taken through `renewer`, which holds them from then on.
     ///
     /// # Errors
     /// A scan failure aborts the round (like Java); take failures are logged and skipped.
-    pub async fn take_round(&mut self, held: &HashSet<String>) -> Result<(Vec<Lease>, TakeReport), LeaseError> {
+    pub async fn take_round(&mut self, renewer: &LeaseRenewer) -> Result<(Vec<HeldLease>, TakeReport), LeaseError> {
+        let held: HashSet<String> = renewer.held().into_iter().map(|h| h.lease.key).collect();
+        let held = &held;
         let scan = self.store.list_leases().await?;
         for bad in &scan.malformed {
             warn!(error = %bad, "skipping malformed lease item");
@@ -108,20 +110,16 @@ impl LeaseTaker {
         let mut report = choice.report;
         let mut taken = Vec::new();
         for lease in choice.to_take {
-            match self.take_with_retries(&lease).await {
-                Ok(true) => {
-                    let mut lease = lease;
-                    if lease.owner.as_deref().is_some_and(|o| o != self.worker_id) {
-                        lease.owner_switches_since_checkpoint += 1;
-                    }
-                    lease.owner = Some(self.worker_id.clone());
-                    lease.counter += 1;
-                    self.seen
-                        .insert(lease.key.clone(), Seen { counter: lease.counter, last_change: Some(Instant::now()) });
-                    report.taken.push(lease.key.clone());
-                    taken.push(lease);
+            match renewer.acquire(&lease).await {
+                Ok(Some(held)) => {
+                    self.seen.insert(
+                        held.lease.key.clone(),
+                        Seen { counter: held.lease.counter, last_change: Some(Instant::now()) },
+                    );
+                    report.taken.push(held.lease.key.clone());
+                    taken.push(held);
                 }
-                Ok(false) => debug!(lease = %lease.key, "lease changed before we could take it"),
+                Ok(None) => debug!(lease = %lease.key, "lease changed before we could take it"),
                 Err(e) => warn!(lease = %lease.key, error = %e, "could not take lease"),
             }
         }
@@ -132,19 +130,6 @@ impl LeaseTaker {
             );
         }
         Ok((taken, report))
-    }
-
-    async fn take_with_retries(&self, lease: &Lease) -> Result<bool, LeaseError> {
-        let mut attempt = 0;
-        loop {
-            match self.store.take_lease(lease, &self.worker_id).await {
-                Err(LeaseError::Throttled { .. }) if attempt < 2 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                other => return other,
-            }
-        }
     }
 
     fn observe(&mut self, leases: &[Lease], now: Instant) {
@@ -263,4 +248,155 @@ impl LeaseTaker {
 struct Choice {
     to_take: Vec<Lease>,
     report: TakeReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::memory::InMemoryLeaseStore;
+    use crate::lease::renewer::RenewerConfig;
+    use crate::sequence::{ExtendedSequenceNumber, Position};
+
+    const FAILOVER: Duration = Duration::from_secs(10);
+
+    fn settings() -> TakerSettings {
+        TakerSettings {
+            failover_time: FAILOVER,
+            max_leases_for_worker: u32::MAX,
+            max_leases_to_steal_at_one_time: 1,
+            enable_priority_lease_assignment: true,
+        }
+    }
+
+    struct Worker {
+        taker: LeaseTaker,
+        renewer: LeaseRenewer,
+    }
+
+    fn worker(store: &InMemoryLeaseStore, id: &str, settings: TakerSettings) -> Worker {
+        let store: Arc<dyn LeaseStore> = Arc::new(store.clone());
+        let renewer = LeaseRenewer::new(
+            store.clone(),
+            id,
+            RenewerConfig { failover_time: FAILOVER, max_concurrent_renewals: 20 },
+        );
+        Worker { taker: LeaseTaker::new(store, id, settings), renewer }
+    }
+
+    fn table(n: usize) -> InMemoryLeaseStore {
+        let store = InMemoryLeaseStore::new("app");
+        for i in 0..n {
+            store.put(Lease::new(format!("shardId-{i:012}"), ExtendedSequenceNumber::new(Position::TrimHorizon)));
+        }
+        store
+    }
+
+    fn counts(workers: &[Worker]) -> Vec<usize> {
+        workers.iter().map(|w| w.renewer.held().len()).collect()
+    }
+
+    /// Runs one taker round on every worker, renewing held leases in between so that
+    /// nothing live looks expired, and advances time by one taker interval.
+    async fn round(workers: &mut [Worker]) {
+        for w in workers.iter_mut() {
+            w.taker.take_round(&w.renewer).await.unwrap();
+        }
+        for _ in 0..6 {
+            tokio::time::advance(Duration::from_millis(3_341)).await;
+            for w in workers.iter() {
+                w.renewer.renew_all().await;
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_workers_on_eight_shards_converge_to_3_3_2_within_three_rounds() {
+        let store = table(8);
+        let mut workers: Vec<Worker> = ["w1", "w2", "w3"].iter().map(|id| worker(&store, id, settings())).collect();
+        for _ in 0..3 {
+            round(&mut workers).await;
+        }
+        let mut c = counts(&workers);
+        c.sort_unstable();
+        assert_eq!(c, [2, 3, 3]);
+        // Every lease is owned by exactly one worker.
+        let total: usize = counts(&workers).iter().sum();
+        assert_eq!(total, 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fourth_worker_gets_its_share_by_stealing_one_at_a_time() {
+        let store = table(8);
+        let mut workers: Vec<Worker> = ["w1", "w2", "w3"].iter().map(|id| worker(&store, id, settings())).collect();
+        for _ in 0..3 {
+            round(&mut workers).await;
+        }
+        workers.push(worker(&store, "w4", settings()));
+        // w4 must see the others' leases change before they count as live; it steals at
+        // most one lease per round (maxLeasesToStealAtOneTime = 1) until it holds 2.
+        for expected in [1, 2] {
+            round(&mut workers).await;
+            assert_eq!(workers[3].renewer.held().len(), expected);
+        }
+        // Stolen-from workers notice the loss at their next renewal.
+        for w in &workers {
+            w.renewer.renew_all().await;
+        }
+        let mut c = counts(&workers);
+        c.sort_unstable();
+        assert_eq!(c, [2, 2, 2, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_of_a_dead_worker_are_taken_after_failover() {
+        let store = table(4);
+        let mut live = vec![worker(&store, "live", settings())];
+        let dead = worker(&store, "dead", settings());
+        // The dead worker took everything once and then stopped renewing.
+        let mut dead = dead;
+        dead.taker.take_round(&dead.renewer).await.unwrap();
+        assert_eq!(dead.renewer.held().len(), 4);
+        // First sight: owned leases count as just changed, so none is available; the
+        // newcomer only steals one from the most loaded worker (fair share 2 of 4).
+        let w = &mut live[0];
+        let (_, report) = w.taker.take_round(&w.renewer).await.unwrap();
+        assert!(report.stole);
+        assert_eq!(live[0].renewer.held().len(), 1);
+        // After failover of seeing no change they are available.
+        tokio::time::advance(FAILOVER + Duration::from_millis(1)).await;
+        round(&mut live).await;
+        assert_eq!(live[0].renewer.held().len(), 4);
+        for key in live[0].renewer.held().iter().map(|h| h.lease.key.clone()) {
+            let lease = store.lease(&key).unwrap();
+            assert_eq!(lease.owner.as_deref(), Some("live"));
+            assert_eq!(lease.owner_switches_since_checkpoint, 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_leases_for_worker_caps_taking() {
+        let store = table(5);
+        let mut s = settings();
+        s.max_leases_for_worker = 2;
+        let mut workers = vec![worker(&store, "w1", s)];
+        round(&mut workers).await;
+        round(&mut workers).await;
+        assert_eq!(workers[0].renewer.held().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn own_leases_from_a_previous_run_are_reacquired_at_once() {
+        let store = table(2);
+        store.modify("shardId-000000000000", |l| {
+            l.owner = Some("me".into());
+            l.counter = 7;
+        });
+        let mut w = worker(&store, "me", settings());
+        let mut s = settings();
+        s.enable_priority_lease_assignment = false;
+        w.taker = LeaseTaker::new(Arc::new(store.clone()), "me", s);
+        w.taker.take_round(&w.renewer).await.unwrap();
+        let held: Vec<String> = w.renewer.held().into_iter().map(|h| h.lease.key).collect();
+        assert!(held.contains(&"shardId-000000000000".to_owned()), "{held:?}");
+    }
 }

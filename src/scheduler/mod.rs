@@ -30,10 +30,10 @@ use tracing::{error, info, warn};
 
 use crate::child::{Backoff, BackoffPolicy};
 use crate::config::{Config, InitialPosition};
-use crate::lease::renewer::LeaseRenewer;
+use crate::lease::renewer::{ConcurrencyToken, LeaseRenewer, RenewerConfig};
 use crate::lease::taker::{LeaseTaker, TakerSettings};
 use crate::lease::{LeaseError, LeaseStore};
-use crate::shard::checkpointer::CheckpointStore;
+use crate::shard::checkpointer::{CheckpointStore, CheckpointWriteError};
 use crate::shard::consumer::{run_consumer, ConsumerContext, ConsumerOutcome, ConsumerSettings, ShardProgress};
 use crate::shard::processor::ProcessorLauncher;
 use crate::stream::shards::ShardLister;
@@ -82,8 +82,6 @@ pub struct Scheduler {
 struct Running {
     task: tokio::task::Id,
     started: Instant,
-    stop: CancellationToken,
-    progress: Arc<ShardProgress>,
 }
 
 #[derive(Default)]
@@ -165,15 +163,15 @@ impl Scheduler {
             () = shutdown.cancelled() => return Ok(()),
             prepared = self.prepare() => prepared?,
         }
-        let renewer = Arc::new(LeaseRenewer::new(
-            self.store.clone(),
-            self.worker_id.clone(),
-            self.config.failover_time,
-            self.config.max_lease_renewal_threads,
-        ));
+        let renewer =
+            LeaseRenewer::new(self.store.clone(), self.worker_id.clone(), RenewerConfig::from_config(&self.config));
         let renewer_stop = CancellationToken::new();
         let mut background = JoinSet::new();
-        background.spawn(renewer.clone().run(renewer_stop.clone()));
+        background.spawn({
+            let renewer = renewer.clone();
+            let stop = renewer_stop.clone();
+            async move { renewer.run(stop).await }
+        });
 
         let result = self.main_loop(&renewer, &shutdown).await;
 
@@ -182,7 +180,7 @@ impl Scheduler {
         result
     }
 
-    async fn main_loop(&self, renewer: &Arc<LeaseRenewer>, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
+    async fn main_loop(&self, renewer: &LeaseRenewer, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
         let mut taker = LeaseTaker::new(self.store.clone(), self.worker_id.clone(), self.taker_settings());
         let mut consumers: JoinSet<(String, ConsumerOutcome)> = JoinSet::new();
         let mut running: HashMap<String, Running> = HashMap::new();
@@ -202,12 +200,8 @@ impl Scheduler {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = take_tick.tick() => {
-                    let held = renewer.held_keys();
-                    match taker.take_round(&held).await {
-                        Ok((taken, _report)) => {
-                            for lease in taken {
-                                renewer.add(lease);
-                            }
+                    match taker.take_round(renewer).await {
+                        Ok(_) => {
                             self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
                         }
                         Err(e) => warn!(error = %e, "lease taker round failed"),
@@ -217,7 +211,7 @@ impl Scheduler {
                     self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
                 }
                 Some(joined) = consumers.join_next() => {
-                    self.on_consumer_done(joined, renewer, &mut running, &mut shards);
+                    self.on_consumer_done(joined, &mut running, &mut shards);
                     self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
                 }
                 _ = progress_tick.tick() => log_progress(&shards, &running),
@@ -238,7 +232,7 @@ impl Scheduler {
     /// Starts a consumer for every held lease that has none (and is not backing off).
     fn dispatch(
         &self,
-        renewer: &Arc<LeaseRenewer>,
+        renewer: &LeaseRenewer,
         consumers: &mut JoinSet<(String, ConsumerOutcome)>,
         running: &mut HashMap<String, Running>,
         shards: &mut HashMap<String, ShardState>,
@@ -258,7 +252,7 @@ impl Scheduler {
             let ctx = ConsumerContext {
                 lease: held.lease.clone(),
                 leases: self.store.clone(),
-                checkpoints: renewer.clone() as Arc<dyn CheckpointStore>,
+                checkpoints: Arc::new(TenureCheckpoints { renewer: renewer.clone(), token: held.concurrency_token }),
                 readers: self.readers.clone(),
                 launcher: self.launcher.clone(),
                 settings: self.consumer_settings(),
@@ -267,19 +261,17 @@ impl Scheduler {
                 progress: state.progress.clone(),
             };
             info!(shard_id = %key, checkpoint = %held.lease.checkpoint, "starting shard consumer");
-            let progress = state.progress.clone();
             let task = consumers.spawn({
                 let key = key.clone();
                 async move { (key, run_consumer(ctx).await) }
             });
-            running.insert(key, Running { task: task.id(), started: Instant::now(), stop, progress });
+            running.insert(key, Running { task: task.id(), started: Instant::now() });
         }
     }
 
     fn on_consumer_done(
         &self,
         joined: Result<(String, ConsumerOutcome), tokio::task::JoinError>,
-        renewer: &Arc<LeaseRenewer>,
         running: &mut HashMap<String, Running>,
         shards: &mut HashMap<String, ShardState>,
     ) {
@@ -318,7 +310,7 @@ impl Scheduler {
 
     async fn shut_down(
         &self,
-        renewer: &Arc<LeaseRenewer>,
+        renewer: &LeaseRenewer,
         consumers: &mut JoinSet<(String, ConsumerOutcome)>,
         running: &mut HashMap<String, Running>,
         shards: &mut HashMap<String, ShardState>,
@@ -331,7 +323,7 @@ impl Scheduler {
         loop {
             tokio::select! {
                 joined = consumers.join_next() => match joined {
-                    Some(joined) => self.on_consumer_done(joined, renewer, running, shards),
+                    Some(joined) => self.on_consumer_done(joined, running, shards),
                     None => break,
                 },
                 () = &mut deadline => {
@@ -365,3 +357,26 @@ fn log_progress(shards: &HashMap<String, ShardState>, running: &HashMap<String, 
     }
 }
 
+
+/// Checkpoints of one lease tenure, written through the renewer (conditioned on the held
+/// counter; refused without a write once the tenure is over).
+struct TenureCheckpoints {
+    renewer: LeaseRenewer,
+    token: ConcurrencyToken,
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for TenureCheckpoints {
+    async fn write_checkpoint(
+        &self,
+        shard_id: &str,
+        checkpoint: &crate::sequence::ExtendedSequenceNumber,
+    ) -> Result<(), CheckpointWriteError> {
+        use crate::lease::renewer::CheckpointFailure;
+        self.renewer.checkpoint(shard_id, self.token, checkpoint).await.map_err(|e| match e {
+            CheckpointFailure::LeaseLost { .. } => CheckpointWriteError::LeaseLost(e.to_string()),
+            CheckpointFailure::Throttled { .. } => CheckpointWriteError::Throttled(e.to_string()),
+            CheckpointFailure::Dependency { .. } => CheckpointWriteError::Other(e.to_string()),
+        })
+    }
+}

@@ -61,13 +61,8 @@ pub enum AwsError {
 /// [`AwsError::NoRegion`] when a client has no region from the configuration or the SDK
 /// default chain.
 pub async fn clients(config: &Config) -> Result<AwsClients, AwsError> {
-    let needs_chain = config.region.is_none()
-        && (config.kinesis_region.is_none() || config.dynamodb_region.is_none());
-    let chain_region = if needs_chain {
-        DefaultRegionChain::builder().build().region().await
-    } else {
-        None
-    };
+    let needs_chain = config.region.is_none() && (config.kinesis_region.is_none() || config.dynamodb_region.is_none());
+    let chain_region = if needs_chain { DefaultRegionChain::builder().build().region().await } else { None };
     let pick = |own: &Option<String>, client, key| {
         own.as_ref()
             .or(config.region.as_ref())
@@ -79,24 +74,11 @@ pub async fn clients(config: &Config) -> Result<AwsClients, AwsError> {
     let dynamodb_region = pick(&config.dynamodb_region, "DynamoDB", "dynamoDbClient.region")?;
 
     let kinesis_credentials = credentials_provider(&config.credentials, &kinesis_region).await;
-    let dynamodb_spec = config
-        .credentials_dynamodb
-        .as_ref()
-        .unwrap_or(&config.credentials);
+    let dynamodb_spec = config.credentials_dynamodb.as_ref().unwrap_or(&config.credentials);
     let dynamodb_credentials = credentials_provider(dynamodb_spec, &dynamodb_region).await;
 
-    let kinesis_conf = sdk_config(
-        kinesis_region,
-        config.kinesis_endpoint.as_deref(),
-        kinesis_credentials,
-    )
-    .await;
-    let dynamodb_conf = sdk_config(
-        dynamodb_region,
-        config.dynamodb_endpoint.as_deref(),
-        dynamodb_credentials,
-    )
-    .await;
+    let kinesis_conf = sdk_config(kinesis_region, config.kinesis_endpoint.as_deref(), kinesis_credentials).await;
+    let dynamodb_conf = sdk_config(dynamodb_region, config.dynamodb_endpoint.as_deref(), dynamodb_credentials).await;
     tracing::debug!(
         kinesis_region = ?kinesis_conf.region(),
         kinesis_endpoint = ?config.kinesis_endpoint,
@@ -128,10 +110,7 @@ async fn sdk_config(
 
 /// Maps a credentials spec onto an `aws-config` provider (a chain when it names several).
 /// `None` means anonymous (unsigned requests).
-pub async fn credentials_provider(
-    spec: &CredentialsSpec,
-    region: &Region,
-) -> Option<SharedCredentialsProvider> {
+pub async fn credentials_provider(spec: &CredentialsSpec, region: &Region) -> Option<SharedCredentialsProvider> {
     let mut chain: Option<CredentialsProviderChain> = None;
     let mut single: Option<SharedCredentialsProvider> = None;
     for provider in &spec.providers {
@@ -139,32 +118,21 @@ pub async fn credentials_provider(
             ProviderSpec::Anonymous => return None,
             ProviderSpec::DefaultChain => (
                 "DefaultChain",
-                SharedCredentialsProvider::new(
-                    DefaultCredentialsChain::builder()
-                        .region(region.clone())
-                        .build()
-                        .await,
-                ),
+                SharedCredentialsProvider::new(DefaultCredentialsChain::builder().region(region.clone()).build().await),
             ),
-            ProviderSpec::Environment => (
-                "Environment",
-                SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
-            ),
-            ProviderSpec::SystemProperties => (
-                "SystemProperties",
-                SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
-            ),
-            ProviderSpec::Profile { name, file } => {
-                ("Profile", profile_provider(name.as_deref(), file.as_deref()))
+            ProviderSpec::Environment => {
+                ("Environment", SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
             }
-            ProviderSpec::InstanceProfile => (
-                "InstanceProfile",
-                SharedCredentialsProvider::new(ImdsCredentialsProvider::builder().build()),
-            ),
-            ProviderSpec::Container => (
-                "Container",
-                SharedCredentialsProvider::new(EcsCredentialsProvider::builder().build()),
-            ),
+            ProviderSpec::SystemProperties => {
+                ("SystemProperties", SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+            }
+            ProviderSpec::Profile { name, file } => ("Profile", profile_provider(name.as_deref(), file.as_deref())),
+            ProviderSpec::InstanceProfile => {
+                ("InstanceProfile", SharedCredentialsProvider::new(ImdsCredentialsProvider::builder().build()))
+            }
+            ProviderSpec::Container => {
+                ("Container", SharedCredentialsProvider::new(EcsCredentialsProvider::builder().build()))
+            }
             ProviderSpec::WebIdentity => (
                 "WebIdentity",
                 SharedCredentialsProvider::new(
@@ -216,20 +184,13 @@ async fn assume_role(role: &AssumeRoleSpec, region: &Region) -> SharedCredential
         .or_else(|| role.endpoint_region.clone())
         .map(Region::new)
         .unwrap_or_else(|| region.clone());
-    let base = DefaultCredentialsChain::builder()
-        .region(sts_region.clone())
-        .build()
-        .await;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(sts_region)
-        .credentials_provider(base);
+    let base = DefaultCredentialsChain::builder().region(sts_region.clone()).build().await;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(sts_region).credentials_provider(base);
     if let Some(endpoint) = &role.endpoint {
         loader = loader.endpoint_url(&endpoint.url);
     }
     let sts_conf = loader.load().await;
-    let mut builder = AssumeRoleProvider::builder(&role.role_arn)
-        .session_name(&role.session_name)
-        .configure(&sts_conf);
+    let mut builder = AssumeRoleProvider::builder(&role.role_arn).session_name(&role.session_name).configure(&sts_conf);
     if let Some(id) = &role.external_id {
         builder = builder.external_id(id);
     }
@@ -243,9 +204,7 @@ mod tests {
     use aws_sdk_kinesis::config::ProvideCredentials;
 
     fn config(extra: &str) -> Config {
-        let text = format!(
-            "executableName = app.py\napplicationName = app\nstreamName = s\n{extra}"
-        );
+        let text = format!("executableName = app.py\napplicationName = app\nstreamName = s\n{extra}");
         let (entries, _) = properties::parse(text.as_bytes());
         Config::from_entries("/t.properties", entries).unwrap().config
     }
@@ -281,32 +240,19 @@ mod tests {
 
         // The endpoint override is used: a request goes to the (closed) local port and fails
         // with a connection error, not with a DNS lookup of the AWS host name.
-        let err = clients
-            .kinesis
-            .list_streams()
-            .send()
-            .await
-            .expect_err("nothing listens on 127.0.0.1:4567");
+        let err = clients.kinesis.list_streams().send().await.expect_err("nothing listens on 127.0.0.1:4567");
         let text = format!("{err:?}");
-        assert!(
-            text.contains("127.0.0.1") || text.contains("onnect"),
-            "{text}"
-        );
+        assert!(text.contains("127.0.0.1") || text.contains("onnect"), "{text}");
     }
 
     #[tokio::test]
     async fn chains_and_anonymous() {
-        let (spec, _) = CredentialsSpec::parse(
-            "NoSuch,EnvironmentVariableCredentialsProvider,ProfileCredentialsProvider|x",
-        )
-        .unwrap();
-        assert!(credentials_provider(&spec, &Region::new("us-east-1"))
-            .await
-            .is_some());
+        let (spec, _) =
+            CredentialsSpec::parse("NoSuch,EnvironmentVariableCredentialsProvider,ProfileCredentialsProvider|x")
+                .unwrap();
+        assert!(credentials_provider(&spec, &Region::new("us-east-1")).await.is_some());
         let (anon, _) = CredentialsSpec::parse("AnonymousCredentialsProvider").unwrap();
-        assert!(credentials_provider(&anon, &Region::new("us-east-1"))
-            .await
-            .is_none());
+        assert!(credentials_provider(&anon, &Region::new("us-east-1")).await.is_none());
     }
 
     #[tokio::test]
@@ -317,13 +263,7 @@ mod tests {
              dynamoDbClient.region = sa-east-1\n",
         );
         let clients = clients(&config).await.unwrap();
-        assert_eq!(
-            clients.kinesis.config().region().map(Region::as_ref),
-            Some("ap-south-1")
-        );
-        assert_eq!(
-            clients.dynamodb.config().region().map(Region::as_ref),
-            Some("sa-east-1")
-        );
+        assert_eq!(clients.kinesis.config().region().map(Region::as_ref), Some("ap-south-1"));
+        assert_eq!(clients.dynamodb.config().region().map(Region::as_ref), Some("sa-east-1"));
     }
 }

@@ -96,15 +96,10 @@ fn init_tracing(args: &LogArgs) -> Result<(), String> {
         (None, Ok(env)) if !env.trim().is_empty() => ("RUST_LOG", env),
         _ => ("default", "info".to_owned()),
     };
-    let filter =
-        EnvFilter::try_new(&directives).map_err(|e| format!("invalid {source} `{directives}`: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(&directives).map_err(|e| format!("invalid {source} `{directives}`: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match args.log_format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| format!("cannot set up logging: {e}"))
@@ -127,10 +122,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 fn properties_path(cli: &Cli) -> Result<PathBuf, String> {
     if cli.files.len() > 1 {
         let names: Vec<String> = cli.files.iter().map(|f| f.display().to_string()).collect();
-        return Err(format!(
-            "expected a single properties file, but found several: {}",
-            names.join(", ")
-        ));
+        return Err(format!("expected a single properties file, but found several: {}", names.join(", ")));
     }
     match (&cli.properties_file, cli.files.first()) {
         (Some(p), Some(positional)) => {
@@ -141,11 +133,9 @@ fn properties_path(cli: &Cli) -> Result<PathBuf, String> {
             Ok(p.clone())
         }
         (Some(p), None) | (None, Some(p)) => Ok(p.clone()),
-        (None, None) => Err(
-            "no properties file given: use `multilangd -p FILE`, `multilangd FILE` or \
+        (None, None) => Err("no properties file given: use `multilangd -p FILE`, `multilangd FILE` or \
              `multilangd validate FILE`"
-                .to_owned(),
-        ),
+            .to_owned()),
     }
 }
 
@@ -181,10 +171,7 @@ fn daemon(cli: &Cli) -> ExitCode {
         processing_language = config.processing_language.as_deref().unwrap_or("-"),
         "configuration loaded"
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {}", chain(&e));
@@ -225,10 +212,7 @@ fn watch_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::Jo
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(
-            signal = first,
-            "shutting down gracefully; send the signal again to exit at once"
-        );
+        tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
         shutdown.cancel();
         let (name, code) = tokio::select! {
             _ = term.recv() => ("SIGTERM", 128 + 15),
@@ -256,12 +240,7 @@ fn validate(path: &Path) -> ExitCode {
 fn report(path: &Path, loaded: &Loaded) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let width = loaded
-        .resolved
-        .iter()
-        .map(|r| r.key.len() + 3 + r.value.len())
-        .max()
-        .unwrap_or(0);
+    let width = loaded.resolved.iter().map(|r| r.key.len() + 3 + r.value.len()).max().unwrap_or(0);
     let _ = writeln!(out, "{}: valid\n\nResolved configuration:", path.display());
     for r in &loaded.resolved {
         let assignment = format!("{} = {}", r.key, r.value);
@@ -271,10 +250,7 @@ fn report(path: &Path, loaded: &Loaded) -> String {
     let _ = writeln!(out, "\nCredentials:");
     for (client, spec) in [
         ("Kinesis", Some(&c.credentials)),
-        (
-            "DynamoDB",
-            Some(c.credentials_dynamodb.as_ref().unwrap_or(&c.credentials)),
-        ),
+        ("DynamoDB", Some(c.credentials_dynamodb.as_ref().unwrap_or(&c.credentials))),
     ] {
         if let Some(spec) = spec {
             let chain: Vec<String> = spec.providers.iter().map(ToString::to_string).collect();

@@ -166,20 +166,14 @@ const NAMES: &[(&str, Kind)] = &[
 ];
 
 fn resolve(name: &str) -> Option<Kind> {
-    let simple = PACKAGES
-        .iter()
-        .find_map(|p| name.strip_prefix(p))
-        .unwrap_or(name);
+    let simple = PACKAGES.iter().find_map(|p| name.strip_prefix(p)).unwrap_or(name);
     NAMES.iter().find(|(n, _)| *n == simple).map(|&(_, k)| k)
 }
 
 /// A near-miss suggestion for an unknown provider name (case-insensitive match).
 fn suggest(name: &str) -> Option<&'static str> {
     let simple = name.rsplit('.').next().unwrap_or(name);
-    NAMES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(simple))
-        .map(|&(n, _)| n)
+    NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(simple)).map(|&(n, _)| n)
 }
 
 impl CredentialsSpec {
@@ -201,9 +195,7 @@ impl CredentialsSpec {
                 let hint = suggest(name)
                     .map(|s| format!(" (did you mean `{s}`? names are case-sensitive)"))
                     .unwrap_or_default();
-                warnings.push(format!(
-                    "unknown credentials provider `{name}` skipped{hint}"
-                ));
+                warnings.push(format!("unknown credentials provider `{name}` skipped{hint}"));
                 continue;
             };
             providers.push(build(kind, name, &args, &mut warnings)?);
@@ -214,28 +206,14 @@ impl CredentialsSpec {
         if providers.len() > 1 && providers.contains(&ProviderSpec::Anonymous) {
             return Err(CredentialsError::AnonymousInChain);
         }
-        Ok((
-            Self {
-                providers,
-                raw: raw.to_owned(),
-            },
-            warnings,
-        ))
+        Ok((Self { providers, raw: raw.to_owned() }, warnings))
     }
 }
 
-fn build(
-    kind: Kind,
-    name: &str,
-    args: &[&str],
-    warnings: &mut Vec<String>,
-) -> Result<ProviderSpec, CredentialsError> {
+fn build(kind: Kind, name: &str, args: &[&str], warnings: &mut Vec<String>) -> Result<ProviderSpec, CredentialsError> {
     let no_args = |spec: ProviderSpec, warnings: &mut Vec<String>| {
         if !args.is_empty() {
-            warnings.push(format!(
-                "`{name}` takes no arguments; ignored `|{}`",
-                args.join("|")
-            ));
+            warnings.push(format!("`{name}` takes no arguments; ignored `|{}`", args.join("|")));
         }
         spec
     };
@@ -249,18 +227,9 @@ fn build(
         Kind::WebIdentity => no_args(ProviderSpec::WebIdentity, warnings),
         Kind::Anonymous => no_args(ProviderSpec::Anonymous, warnings),
         Kind::Profile => match args {
-            [] => ProviderSpec::Profile {
-                name: None,
-                file: None,
-            },
-            [profile] => ProviderSpec::Profile {
-                name: owned(profile),
-                file: None,
-            },
-            [file, profile] => ProviderSpec::Profile {
-                name: owned(profile),
-                file: owned(file),
-            },
+            [] => ProviderSpec::Profile { name: None, file: None },
+            [profile] => ProviderSpec::Profile { name: owned(profile), file: None },
+            [file, profile] => ProviderSpec::Profile { name: owned(profile), file: owned(file) },
             _ => {
                 return Err(CredentialsError::InvalidArgument {
                     provider: name.to_owned(),
@@ -274,48 +243,24 @@ fn build(
     })
 }
 
-const ASSUME_ROLE_EXAMPLE: &str =
-    "StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/kcl|kcl-session";
+const ASSUME_ROLE_EXAMPLE: &str = "StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/kcl|kcl-session";
 
-fn assume_role(
-    name: &str,
-    args: &[&str],
-    warnings: &mut Vec<String>,
-) -> Result<AssumeRoleSpec, CredentialsError> {
-    let missing = |what| CredentialsError::MissingArgument {
-        provider: name.to_owned(),
-        what,
-        example: ASSUME_ROLE_EXAMPLE,
-    };
+fn assume_role(name: &str, args: &[&str], warnings: &mut Vec<String>) -> Result<AssumeRoleSpec, CredentialsError> {
+    let missing =
+        |what| CredentialsError::MissingArgument { provider: name.to_owned(), what, example: ASSUME_ROLE_EXAMPLE };
     let invalid = |what, value: &str, expected| CredentialsError::InvalidArgument {
         provider: name.to_owned(),
         what,
         value: value.to_owned(),
         expected,
     };
-    let role_arn = args
-        .first()
-        .copied()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing("the role ARN"))?;
+    let role_arn = args.first().copied().filter(|s| !s.is_empty()).ok_or_else(|| missing("the role ARN"))?;
     if !is_role_arn(role_arn) {
-        return Err(invalid(
-            "role ARN",
-            role_arn,
-            "arn:<partition>:iam::<12-digit account>:role/<name>",
-        ));
+        return Err(invalid("role ARN", role_arn, "arn:<partition>:iam::<12-digit account>:role/<name>"));
     }
-    let session_name = args
-        .get(1)
-        .copied()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| missing("a role session name"))?;
+    let session_name = args.get(1).copied().filter(|s| !s.is_empty()).ok_or_else(|| missing("a role session name"))?;
     if !is_session_name(session_name) {
-        return Err(invalid(
-            "session name",
-            session_name,
-            "2 to 64 characters from A-Z a-z 0-9 and + = , . @ - _",
-        ));
+        return Err(invalid("session name", session_name, "2 to 64 characters from A-Z a-z 0-9 and + = , . @ - _"));
     }
     let mut spec = AssumeRoleSpec {
         role_arn: role_arn.to_owned(),
@@ -327,9 +272,7 @@ fn assume_role(
     for token in &args[2..] {
         let mut kv = token.splitn(3, '=');
         let (Some(key), Some(value), None) = (kv.next(), kv.next(), kv.next()) else {
-            warnings.push(format!(
-                "`{name}`: malformed nested property `{token}` ignored (expected exactly one `=`)"
-            ));
+            warnings.push(format!("`{name}`: malformed nested property `{token}` ignored (expected exactly one `=`)"));
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
@@ -342,28 +285,21 @@ fn assume_role(
             }
             "endpointregion" => {
                 if !super::is_region(value) {
-                    return Err(invalid(
-                        "endpointRegion",
-                        value,
-                        "a region name such as us-east-1",
-                    ));
+                    return Err(invalid("endpointRegion", value, "a region name such as us-east-1"));
                 }
                 spec.endpoint_region = Some(value.to_owned());
             }
             "endpoint" => {
                 let expected = "`URL^signingRegion`, e.g. `https://sts.us-east-1.amazonaws.com^us-east-1`";
                 let mut parts = value.split('^');
-                let (Some(url), Some(region), None) = (parts.next(), parts.next(), parts.next())
-                else {
+                let (Some(url), Some(region), None) = (parts.next(), parts.next(), parts.next()) else {
                     return Err(invalid("endpoint", value, expected));
                 };
                 if !super::is_http_url(url.trim()) || !super::is_region(region.trim()) {
                     return Err(invalid("endpoint", value, expected));
                 }
-                spec.endpoint = Some(StsEndpoint {
-                    url: url.trim().to_owned(),
-                    signing_region: region.trim().to_owned(),
-                });
+                spec.endpoint =
+                    Some(StsEndpoint { url: url.trim().to_owned(), signing_region: region.trim().to_owned() });
             }
             _ => warnings.push(format!(
                 "`{name}`: unknown nested property `{key}` ignored (known: endpoint, endpointRegion, externalId)"
@@ -386,9 +322,7 @@ fn is_role_arn(s: &str) -> bool {
 }
 
 fn is_session_name(s: &str) -> bool {
-    (2..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b))
+    (2..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b))
 }
 
 impl fmt::Display for ProviderSpec {
@@ -396,9 +330,7 @@ impl fmt::Display for ProviderSpec {
         match self {
             Self::DefaultChain => f.write_str("default chain"),
             Self::Environment => f.write_str("environment variables"),
-            Self::SystemProperties => {
-                f.write_str("system properties (read from environment variables)")
-            }
+            Self::SystemProperties => f.write_str("system properties (read from environment variables)"),
             Self::Profile { name, file } => {
                 write!(f, "profile `{}`", name.as_deref().unwrap_or("(default)"))?;
                 if let Some(file) = file {
@@ -439,11 +371,7 @@ mod tests {
     #[test]
     fn sdk_v1_and_v2_names_map_to_the_same_sources() {
         for (v1, v2, want) in [
-            (
-                "DefaultAWSCredentialsProviderChain",
-                "DefaultCredentialsProvider",
-                ProviderSpec::DefaultChain,
-            ),
+            ("DefaultAWSCredentialsProviderChain", "DefaultCredentialsProvider", ProviderSpec::DefaultChain),
             (
                 "SystemPropertiesCredentialsProvider",
                 "SystemPropertyCredentialsProvider",
@@ -458,40 +386,22 @@ mod tests {
             assert_eq!(ok(v1).0, vec![want.clone()], "{v1}");
             assert_eq!(ok(v2).0, vec![want], "{v2}");
         }
-        assert_eq!(
-            ok("EnvironmentVariableCredentialsProvider").0,
-            vec![ProviderSpec::Environment]
-        );
-        assert_eq!(
-            ok("InstanceProfileCredentialsProvider").0,
-            vec![ProviderSpec::InstanceProfile]
-        );
-        assert_eq!(
-            ok("ContainerCredentialsProvider").0,
-            vec![ProviderSpec::Container]
-        );
-        assert_eq!(
-            ok("AnonymousCredentialsProvider").0,
-            vec![ProviderSpec::Anonymous]
-        );
+        assert_eq!(ok("EnvironmentVariableCredentialsProvider").0, vec![ProviderSpec::Environment]);
+        assert_eq!(ok("InstanceProfileCredentialsProvider").0, vec![ProviderSpec::InstanceProfile]);
+        assert_eq!(ok("ContainerCredentialsProvider").0, vec![ProviderSpec::Container]);
+        assert_eq!(ok("AnonymousCredentialsProvider").0, vec![ProviderSpec::Anonymous]);
     }
 
     #[test]
     fn fully_qualified_names() {
-        assert_eq!(
-            ok("com.amazonaws.auth.DefaultAWSCredentialsProviderChain").0,
-            vec![ProviderSpec::DefaultChain]
-        );
+        assert_eq!(ok("com.amazonaws.auth.DefaultAWSCredentialsProviderChain").0, vec![ProviderSpec::DefaultChain]);
         assert_eq!(
             ok("software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider").0,
             vec![ProviderSpec::DefaultChain]
         );
         assert_eq!(
             ok("com.amazonaws.auth.profile.ProfileCredentialsProvider|dev").0,
-            vec![ProviderSpec::Profile {
-                name: Some("dev".into()),
-                file: None
-            }]
+            vec![ProviderSpec::Profile { name: Some("dev".into()), file: None }]
         );
         assert!(matches!(
             ok("software.amazon.awssdk.services.sts.auth.StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1").0[..],
@@ -506,13 +416,7 @@ mod tests {
         );
         assert_eq!(
             providers,
-            vec![
-                ProviderSpec::Environment,
-                ProviderSpec::Profile {
-                    name: Some("prod".into()),
-                    file: None
-                }
-            ]
+            vec![ProviderSpec::Environment, ProviderSpec::Profile { name: Some("prod".into()), file: None }]
         );
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("`NoSuchProvider` skipped"));
@@ -521,19 +425,10 @@ mod tests {
 
     #[test]
     fn profile_forms() {
-        assert_eq!(
-            ok("ProfileCredentialsProvider").0,
-            vec![ProviderSpec::Profile {
-                name: None,
-                file: None
-            }]
-        );
+        assert_eq!(ok("ProfileCredentialsProvider").0, vec![ProviderSpec::Profile { name: None, file: None }]);
         assert_eq!(
             ok("ProfileCredentialsProvider|/etc/aws/creds|ops").0,
-            vec![ProviderSpec::Profile {
-                name: Some("ops".into()),
-                file: Some("/etc/aws/creds".into())
-            }]
+            vec![ProviderSpec::Profile { name: Some("ops".into()), file: Some("/etc/aws/creds".into()) }]
         );
         assert!(CredentialsSpec::parse("ProfileCredentialsProvider|a|b|c").is_err());
     }
@@ -548,13 +443,7 @@ mod tests {
     #[test]
     fn nothing_usable_is_an_error() {
         for raw in ["", " , ", "Nope", "com.example.MyProvider|x, Other"] {
-            assert!(
-                matches!(
-                    CredentialsSpec::parse(raw),
-                    Err(CredentialsError::NoProviders { .. })
-                ),
-                "{raw}"
-            );
+            assert!(matches!(CredentialsSpec::parse(raw), Err(CredentialsError::NoProviders { .. })), "{raw}");
         }
     }
 
@@ -584,9 +473,7 @@ mod tests {
             "KclSTSAssumeRoleSessionCredentialsProvider",
             "StsAssumeRoleCredentialsProvider",
         ] {
-            let (p, _) = ok(&format!(
-                "{name}|arn:aws-cn:iam::123456789012:role/path/r|s-1"
-            ));
+            let (p, _) = ok(&format!("{name}|arn:aws-cn:iam::123456789012:role/path/r|s-1"));
             assert!(matches!(p[..], [ProviderSpec::AssumeRole(_)]), "{name}");
         }
     }
@@ -600,9 +487,15 @@ mod tests {
             ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r", "session name"),
             ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|bad name", "session name"),
             ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|endpoint=https://x", "endpoint"),
-            ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|endpoint=nourl^us-east-1", "endpoint"),
+            (
+                "StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|endpoint=nourl^us-east-1",
+                "endpoint",
+            ),
             ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|endpoint=https://x^a^b", "endpoint"),
-            ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|endpointRegion=Not A Region", "endpointRegion"),
+            (
+                "StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|endpointRegion=Not A Region",
+                "endpointRegion",
+            ),
             ("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|externalId=", "externalId"),
         ];
         for (raw, needle) in cases {
@@ -621,10 +514,9 @@ mod tests {
 
     #[test]
     fn display_is_readable() {
-        let (spec, _) = CredentialsSpec::parse(
-            "StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|externalId=x",
-        )
-        .unwrap();
+        let (spec, _) =
+            CredentialsSpec::parse("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|externalId=x")
+                .unwrap();
         assert_eq!(
             spec.providers[0].to_string(),
             "assume role `arn:aws:iam::123456789012:role/r` as `s1`, external id `x`"

@@ -91,12 +91,9 @@ impl ValueType {
             Self::EpochSeconds => "a whole number of seconds since 1970-01-01T00:00:00Z".into(),
             Self::Bool => "true or false (also yes/no, y/n, on/off, 1/0; any case)".into(),
             Self::Enum(names) => format!("one of {} (any case)", names.join(", ")),
-            Self::StreamArn => {
-                "arn:<partition>:kinesis:<region>:<12-digit account>:stream/<name>".into()
-            }
+            Self::StreamArn => "arn:<partition>:kinesis:<region>:<12-digit account>:stream/<name>".into(),
             Self::ConsumerArn => {
-                "arn:<partition>:kinesis:<region>:<12-digit account>:stream/<name>/consumer/<name>:<timestamp>"
-                    .into()
+                "arn:<partition>:kinesis:<region>:<12-digit account>:stream/<name>/consumer/<name>:<timestamp>".into()
             }
             Self::Url => "an http:// or https:// URL, e.g. http://localhost:4566".into(),
             Self::Region => "a region name such as us-east-1 (lower-case letters, digits, -)".into(),
@@ -130,15 +127,8 @@ pub enum Category {
 
 impl Category {
     /// Every category, in documentation order.
-    pub const ALL: [Category; 7] = [
-        Self::Daemon,
-        Self::Aws,
-        Self::Retrieval,
-        Self::Leases,
-        Self::Metrics,
-        Self::V3,
-        Self::Legacy,
-    ];
+    pub const ALL: [Category; 7] =
+        [Self::Daemon, Self::Aws, Self::Retrieval, Self::Leases, Self::Metrics, Self::V3, Self::Legacy];
 
     /// The section title.
     pub fn title(&self) -> &'static str {
@@ -190,33 +180,17 @@ const fn key(
     category: Category,
     usage: Usage,
 ) -> KeySpec {
-    KeySpec {
-        name,
-        ty,
-        default,
-        doc,
-        category,
-        usage,
-    }
+    KeySpec { name, ty, default, doc, category, usage }
 }
 
-const INT: ValueType = ValueType::Int {
-    min: 1,
-    max: i32::MAX as i64,
-};
-const INT0: ValueType = ValueType::Int {
-    min: 0,
-    max: i32::MAX as i64,
-};
+const INT: ValueType = ValueType::Int { min: 1, max: i32::MAX as i64 };
+const INT0: ValueType = ValueType::Int { min: 0, max: i32::MAX as i64 };
 const MS: ValueType = ValueType::Millis { min: 1 };
 const MS0: ValueType = ValueType::Millis { min: 0 };
 const BILLING: ValueType = ValueType::Enum(&["PAY_PER_REQUEST", "PROVISIONED"]);
 
-const NO_METRICS: Usage =
-    Usage::NotUsed("multilangd does not publish CloudWatch metrics");
-const V3: Usage = Usage::NotUsed(
-    "KCL 3.x setting; multilangd implements the KCL 2.x lease protocol",
-);
+const NO_METRICS: Usage = Usage::NotUsed("multilangd does not publish CloudWatch metrics");
+const V3: Usage = Usage::NotUsed("KCL 3.x setting; multilangd implements the KCL 2.x lease protocol");
 const INERT_CAPACITY: Usage = Usage::NotUsed(
     "the lease table is created with PAY_PER_REQUEST billing (as in Java, where the billing mode cannot be set through properties)",
 );
@@ -454,8 +428,7 @@ pub fn suggest(written: &str) -> Option<&'static str> {
     if let Some(k) = KEYS.iter().find(|k| k.name.to_ascii_lowercase() == lower) {
         return Some(k.name);
     }
-    if lower.starts_with("awscredentialsprovider") {
-        let tail = &lower["awscredentialsprovider".len()..];
+    if let Some(tail) = lower.strip_prefix("awscredentialsprovider") {
         return match tail {
             "dynamodb" => Some(CREDENTIALS_DYNAMODB),
             "cloudwatch" => Some(CREDENTIALS_CLOUDWATCH),
@@ -463,10 +436,7 @@ pub fn suggest(written: &str) -> Option<&'static str> {
         };
     }
     if let Some((_, last)) = lower.rsplit_once('.') {
-        if let Some(k) = KEYS
-            .iter()
-            .find(|k| k.name.to_ascii_lowercase() == last)
-        {
+        if let Some(k) = KEYS.iter().find(|k| k.name.to_ascii_lowercase() == last) {
             return Some(k.name);
         }
     }
@@ -541,28 +511,16 @@ mod tests {
 
     #[test]
     fn credentials_key_spellings() {
-        for written in [
-            "AWSCredentialsProvider",
-            "AwsCredentialsProvider",
-            "awscredentialsprovider",
-            "AWSCREDENTIALSPROVIDER",
-        ] {
+        for written in
+            ["AWSCredentialsProvider", "AwsCredentialsProvider", "awscredentialsprovider", "AWSCREDENTIALSPROVIDER"]
+        {
             assert_eq!(canonical(written).map(|k| k.name), Some(CREDENTIALS), "{written}");
         }
-        assert_eq!(
-            canonical("AwsCredentialsProviderDynamoDB").map(|k| k.name),
-            Some(CREDENTIALS_DYNAMODB)
-        );
-        assert_eq!(
-            canonical("awsCredentialsProviderCloudWatch").map(|k| k.name),
-            Some(CREDENTIALS_CLOUDWATCH)
-        );
+        assert_eq!(canonical("AwsCredentialsProviderDynamoDB").map(|k| k.name), Some(CREDENTIALS_DYNAMODB));
+        assert_eq!(canonical("awsCredentialsProviderCloudWatch").map(|k| k.name), Some(CREDENTIALS_CLOUDWATCH));
         // The suffix keeps its exact case, as in Java.
         assert_eq!(canonical("AwsCredentialsProviderDynamoDb"), None);
-        assert_eq!(
-            suggest("AwsCredentialsProviderDynamoDb"),
-            Some(CREDENTIALS_DYNAMODB)
-        );
+        assert_eq!(suggest("AwsCredentialsProviderDynamoDb"), Some(CREDENTIALS_DYNAMODB));
     }
 
     #[test]

@@ -320,12 +320,7 @@ struct InvalidDisplay<'a> {
 impl fmt::Display for InvalidDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(
-            f,
-            "invalid configuration in {} ({n} problem{}):",
-            self.path.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "invalid configuration in {} ({n} problem{}):", self.path.display(), if n == 1 { "" } else { "s" })?;
         for p in self.problems {
             f.write_str("\n  ")?;
             write_located(f, self.path, p.line, p.key.as_deref(), &p.message)?;
@@ -364,18 +359,11 @@ impl Config {
     /// problem found otherwise.
     pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let (entries, syntax) = properties::parse(&bytes);
         let problems = syntax
             .into_iter()
-            .map(|e| Problem {
-                line: Some(e.line),
-                key: None,
-                message: e.problem.to_string(),
-            })
+            .map(|e| Problem { line: Some(e.line), key: None, message: e.problem.to_string() })
             .collect();
         Builder::new(path, problems).build(entries)
     }
@@ -425,32 +413,23 @@ fn parse_bool(text: &str) -> Option<bool> {
 }
 
 fn parse_choice(text: &str, names: &'static [&'static str]) -> Option<&'static str> {
-    names
-        .iter()
-        .copied()
-        .find(|n| n.eq_ignore_ascii_case(text))
+    names.iter().copied().find(|n| n.eq_ignore_ascii_case(text))
 }
 
 /// An AWS region name: lower-case letters, digits and dashes, starting with a letter.
 pub(crate) fn is_region(text: &str) -> bool {
     text.len() <= 64
         && text.starts_with(|c: char| c.is_ascii_lowercase())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// An `http://` or `https://` URL with a host and no whitespace.
 pub(crate) fn is_http_url(text: &str) -> bool {
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"));
+    let rest = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
     match rest {
         Some(rest) => {
             let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            !host.is_empty()
-                && !host.starts_with(':')
-                && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+            !host.is_empty() && !host.starts_with(':') && !text.chars().any(|c| c.is_whitespace() || c.is_control())
         }
         None => false,
     }
@@ -463,10 +442,8 @@ fn stream_arn_name(text: &str) -> Option<&str> {
         return None;
     };
     let name = resource.strip_prefix("stream/")?;
-    let name_ok = (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let name_ok =
+        (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     (partition.starts_with("aws")
         && is_region(region)
         && account.len() == 12
@@ -592,11 +569,7 @@ impl Builder {
     }
 
     fn problem(&mut self, line: Option<usize>, key: Option<&str>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            line,
-            key: key.map(str::to_owned),
-            message: message.into(),
-        });
+        self.problems.push(Problem { line, key: key.map(str::to_owned), message: message.into() });
     }
 
     /// Files every entry under its canonical key; unknown keys and duplicates are warnings.
@@ -606,26 +579,15 @@ impl Builder {
                 let hint = keys::suggest(&entry.key)
                     .map(|s| format!(" (did you mean `{s}`? keys are case-sensitive)"))
                     .unwrap_or_default();
-                self.warn(
-                    Some(entry.line),
-                    Some(&entry.key),
-                    format!("unknown key ignored{hint}"),
-                );
+                self.warn(Some(entry.line), Some(&entry.key), format!("unknown key ignored{hint}"));
                 continue;
             };
-            let value = Value {
-                written: entry.key,
-                text: entry.value.trim().to_owned(),
-                line: entry.line,
-            };
+            let value = Value { written: entry.key, text: entry.value.trim().to_owned(), line: entry.line };
             if let Some(old) = self.values.insert(spec.name, value.clone()) {
                 let message = if old.written == value.written {
                     format!("set again; this value wins over line {}", old.line)
                 } else {
-                    format!(
-                        "sets the same key as `{}` on line {}; this later value wins",
-                        old.written, old.line
-                    )
+                    format!("sets the same key as `{}` on line {}; this later value wins", old.written, old.line)
                 };
                 self.warn(Some(value.line), Some(&value.written), message);
             }
@@ -643,11 +605,7 @@ impl Builder {
         self.consumed.push(key);
         let value = self.values.get(key)?.clone();
         if value.text.is_empty() {
-            self.warn(
-                Some(value.line),
-                Some(&value.written),
-                "empty value; treated as not set",
-            );
+            self.warn(Some(value.line), Some(&value.written), "empty value; treated as not set");
             return None;
         }
         Some(value)
@@ -662,19 +620,11 @@ impl Builder {
     }
 
     fn record(&mut self, key: &'static str, value: impl fmt::Display, origin: Origin) {
-        self.resolved.push(Resolved {
-            key,
-            value: value.to_string(),
-            origin,
-        });
+        self.resolved.push(Resolved { key, value: value.to_string(), origin });
     }
 
     /// Reads a key with `parse`; a failure is a problem naming the accepted values.
-    fn parsed<T>(
-        &mut self,
-        key: &'static str,
-        parse: impl FnOnce(&str) -> Option<T>,
-    ) -> Option<(T, usize)> {
+    fn parsed<T>(&mut self, key: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Option<(T, usize)> {
         let value = self.raw(key)?;
         match parse(&value.text) {
             Some(v) => Some((v, value.line)),
@@ -711,12 +661,7 @@ impl Builder {
     }
 
     /// Records and returns a value or its default.
-    fn or_default<T: fmt::Display>(
-        &mut self,
-        key: &'static str,
-        got: Option<(T, usize)>,
-        default: T,
-    ) -> T {
+    fn or_default<T: fmt::Display>(&mut self, key: &'static str, got: Option<(T, usize)>, default: T) -> T {
         match got {
             Some((v, line)) => {
                 self.record(key, &v, Origin::Line(line));
@@ -764,11 +709,7 @@ impl Builder {
     fn required(&mut self, key: &'static str, example: &str) -> Option<(String, usize)> {
         let got = self.text(key);
         if got.is_none() {
-            self.problem(
-                None,
-                Some(key),
-                format!("required key is missing or empty, e.g. `{key} = {example}`"),
-            );
+            self.problem(None, Some(key), format!("required key is missing or empty, e.g. `{key} = {example}`"));
         }
         got
     }
@@ -791,32 +732,20 @@ impl Builder {
                 Some((spec, value.line))
             }
             Err(e) => {
-                self.problem(
-                    Some(value.line),
-                    Some(&value.written),
-                    format!("invalid value `{}`: {e}", value.text),
-                );
+                self.problem(Some(value.line), Some(&value.written), format!("invalid value `{}`: {e}", value.text));
                 None
             }
         }
     }
 
     /// Two keys for one setting: the specific one wins (with a warning when they differ).
-    fn either(
-        &mut self,
-        specific: &'static str,
-        general: &'static str,
-    ) -> Option<(String, usize, &'static str)> {
+    fn either(&mut self, specific: &'static str, general: &'static str) -> Option<(String, usize, &'static str)> {
         let s = self.checked(specific);
         let g = self.checked(general);
         match (s, g) {
             (Some((sv, sl)), Some((gv, gl))) => {
                 if sv != gv {
-                    self.warn(
-                        Some(gl),
-                        Some(general),
-                        format!("overridden by `{specific}` on line {sl}"),
-                    );
+                    self.warn(Some(gl), Some(general), format!("overridden by `{specific}` on line {sl}"));
                 }
                 Some((sv, sl, specific))
             }
@@ -837,18 +766,12 @@ impl Builder {
         self.ingest(entries);
 
         // ---- Daemon and identity
-        let executable = self
-            .required("executableName", "sample_kclpy_app.py")
-            .and_then(|(raw, line)| {
-                let mut tokens = raw.split(' ').filter(|t| !t.is_empty()).map(str::to_owned);
-                let program = tokens.next()?;
-                self.record("executableName", &raw, Origin::Line(line));
-                Some(Executable {
-                    program,
-                    args: tokens.collect(),
-                    raw,
-                })
-            });
+        let executable = self.required("executableName", "sample_kclpy_app.py").and_then(|(raw, line)| {
+            let mut tokens = raw.split(' ').filter(|t| !t.is_empty()).map(str::to_owned);
+            let program = tokens.next()?;
+            self.record("executableName", &raw, Origin::Line(line));
+            Some(Executable { program, args: tokens.collect(), raw })
+        });
         let processing_language = self.text("processingLanguage");
         let processing_language = self.optional("processingLanguage", processing_language);
         let max_active_threads = self.int("maxActiveThreads");
@@ -877,7 +800,9 @@ impl Builder {
                         self.warn(
                             Some(*name_line),
                             Some("streamName"),
-                            format!("`{name}` is overridden by the stream name `{from_arn}` of streamArn (line {line})"),
+                            format!(
+                                "`{name}` is overridden by the stream name `{from_arn}` of streamArn (line {line})"
+                            ),
                         );
                     }
                 }
@@ -958,10 +883,8 @@ impl Builder {
                 None
             }
         };
-        let shutdown_grace = self.millis_or(
-            "shutdownGraceMillis",
-            u64::try_from(DEFAULT_SHUTDOWN_GRACE.as_millis()).unwrap_or(20_000),
-        );
+        let shutdown_grace =
+            self.millis_or("shutdownGraceMillis", u64::try_from(DEFAULT_SHUTDOWN_GRACE.as_millis()).unwrap_or(20_000));
 
         // ---- Credentials, region, endpoints
         let credentials = self.credentials(keys::CREDENTIALS);
@@ -1000,8 +923,7 @@ impl Builder {
         self.record_either("kinesisEndpoint", &kinesis_endpoint);
         let dynamodb_endpoint = self.either("dynamoDbClient.endpointOverride", "dynamoDBEndpoint");
         self.record_either("dynamoDBEndpoint", &dynamodb_endpoint);
-        let cloudwatch_endpoint =
-            self.either("cloudWatchClient.endpointOverride", "cloudWatchEndpoint");
+        let cloudwatch_endpoint = self.either("cloudWatchClient.endpointOverride", "cloudWatchEndpoint");
 
         // ---- Stream position and retrieval
         let extended = self.parsed("initialPositionInStreamExtended", |t| {
@@ -1015,18 +937,14 @@ impl Builder {
                         self.warn(
                             Some(p.line),
                             Some("initialPositionInStream"),
-                            format!("overridden by initialPositionInStreamExtended (line {line}): starting AT_TIMESTAMP"),
+                            format!(
+                                "overridden by initialPositionInStreamExtended (line {line}): starting AT_TIMESTAMP"
+                            ),
                         );
                     }
                 }
-                self.record(
-                    "initialPositionInStream",
-                    format!("AT_TIMESTAMP {secs}"),
-                    Origin::Line(line),
-                );
-                InitialPosition::AtTimestamp {
-                    epoch_millis: secs.saturating_mul(1000),
-                }
+                self.record("initialPositionInStream", format!("AT_TIMESTAMP {secs}"), Origin::Line(line));
+                InitialPosition::AtTimestamp { epoch_millis: secs.saturating_mul(1000) }
             }
             (None, Some(p)) if p.text.eq_ignore_ascii_case("AT_TIMESTAMP") => {
                 self.problem(
@@ -1062,16 +980,9 @@ impl Builder {
             }
         };
 
-        let polling_set: Vec<&'static str> = keys::POLLING_KEYS
-            .iter()
-            .copied()
-            .filter(|k| self.is_set(k))
-            .collect();
-        let fanout_set: Vec<&'static str> = keys::KEYS
-            .iter()
-            .map(|k| k.name)
-            .filter(|k| k.starts_with("fanoutConfig.") && self.is_set(k))
-            .collect();
+        let polling_set: Vec<&'static str> = keys::POLLING_KEYS.iter().copied().filter(|k| self.is_set(k)).collect();
+        let fanout_set: Vec<&'static str> =
+            keys::KEYS.iter().map(|k| k.name).filter(|k| k.starts_with("fanoutConfig.") && self.is_set(k)).collect();
         let mode = self.choice("retrievalMode");
         let retrieval_mode = match mode {
             Some(("FANOUT", line)) => {
@@ -1090,32 +1001,17 @@ impl Builder {
                 RetrievalMode::Polling
             }
             _ if !polling_set.is_empty() => {
-                self.record(
-                    "retrievalMode",
-                    "POLLING",
-                    Origin::Derived("DEFAULT, and a polling key is set"),
-                );
+                self.record("retrievalMode", "POLLING", Origin::Derived("DEFAULT, and a polling key is set"));
                 RetrievalMode::Polling
             }
             _ => {
-                self.record(
-                    "retrievalMode",
-                    "FANOUT",
-                    Origin::Derived("DEFAULT, and no polling key is set"),
-                );
+                self.record("retrievalMode", "FANOUT", Origin::Derived("DEFAULT, and no polling key is set"));
                 RetrievalMode::FanOut
             }
         };
         if retrieval_mode == RetrievalMode::Polling && !fanout_set.is_empty() {
-            let line = fanout_set
-                .iter()
-                .filter_map(|k| self.values.get(*k).map(|v| v.line))
-                .min();
-            self.warn(
-                line,
-                None,
-                format!("POLLING ignores the fan-out keys {}", fanout_set.join(", ")),
-            );
+            let line = fanout_set.iter().filter_map(|k| self.values.get(*k).map(|v| v.line)).min();
+            self.warn(line, None, format!("POLLING ignores the fan-out keys {}", fanout_set.join(", ")));
         }
 
         let polling = PollingConfig {
@@ -1123,15 +1019,12 @@ impl Builder {
             idle_time_between_reads: self.millis_or("idleTimeBetweenReadsInMillis", 1500),
             retry_get_records: {
                 let got = self.int("retryGetRecordsInSeconds");
-                self.optional("retryGetRecordsInSeconds", got)
-                    .map(|s| Duration::from_secs(s.unsigned_abs()))
+                self.optional("retryGetRecordsInSeconds", got).map(|s| Duration::from_secs(s.unsigned_abs()))
             },
             max_get_records_thread_pool: self.int("maxGetRecordsThreadPool").map(|(v, _)| to_u32(v)),
             millis_behind_latest_threshold_for_reduced_tps: {
                 let got = self.int("millisBehindLatestThresholdForReducedTps");
-                self.optional("millisBehindLatestThresholdForReducedTps", got)
-                    .filter(|&ms| ms > 0)
-                    .map(millis)
+                self.optional("millisBehindLatestThresholdForReducedTps", got).filter(|&ms| ms > 0).map(millis)
             },
         };
         let fan_out = FanOutConfig {
@@ -1150,12 +1043,9 @@ impl Builder {
                     name
                 }
             },
-            max_describe_stream_summary_retries: self
-                .u32_or("fanoutConfig.maxDescribeStreamSummaryRetries", 10),
-            max_describe_stream_consumer_retries: self
-                .u32_or("fanoutConfig.maxDescribeStreamConsumerRetries", 10),
-            register_stream_consumer_retries: self
-                .u32_or("fanoutConfig.registerStreamConsumerRetries", 10),
+            max_describe_stream_summary_retries: self.u32_or("fanoutConfig.maxDescribeStreamSummaryRetries", 10),
+            max_describe_stream_consumer_retries: self.u32_or("fanoutConfig.maxDescribeStreamConsumerRetries", 10),
+            register_stream_consumer_retries: self.u32_or("fanoutConfig.registerStreamConsumerRetries", 10),
             retry_backoff: self.millis_or("fanoutConfig.retryBackoffMillis", 1000),
         };
         let call_process_records_even_for_empty_record_list =
@@ -1164,33 +1054,28 @@ impl Builder {
         // ---- Leases
         let failover_time = self.millis_or("failoverTimeMillis", 10_000);
         let shard_sync_interval = self.millis_or("shardSyncIntervalMillis", 60_000);
-        let cleanup_leases_upon_shard_completion =
-            self.bool_or("cleanupLeasesUponShardCompletion", true);
+        let cleanup_leases_upon_shard_completion = self.bool_or("cleanupLeasesUponShardCompletion", true);
         let ignore_unexpected_child_shards = self.bool_or("ignoreUnexpectedChildShards", false);
         let max_leases_for_worker = self.u32_or("maxLeasesForWorker", i32::MAX.unsigned_abs());
         let max_leases_to_steal_at_one_time = self.u32_or("maxLeasesToStealAtOneTime", 1);
-        let initial_lease_table_read_capacity = self
-            .int("initialLeaseTableReadCapacity")
-            .map_or(10, |(v, _)| to_u32(v));
-        let initial_lease_table_write_capacity = self
-            .int("initialLeaseTableWriteCapacity")
-            .map_or(10, |(v, _)| to_u32(v));
+        let initial_lease_table_read_capacity =
+            self.int("initialLeaseTableReadCapacity").map_or(10, |(v, _)| to_u32(v));
+        let initial_lease_table_write_capacity =
+            self.int("initialLeaseTableWriteCapacity").map_or(10, |(v, _)| to_u32(v));
         let max_lease_renewal_threads = self.u32_or("maxLeaseRenewalThreads", 20);
         let list_shards_backoff = self.millis_or("listShardsBackoffTimeInMillis", 1500);
         let max_list_shards_retry_attempts = self.u32_or("maxListShardsRetryAttempts", 50);
         let parent_shard_poll_interval = self.millis_or("parentShardPollIntervalMillis", 10_000);
         let skip_shard_sync_at_worker_initialization_if_leases_exist =
             self.bool_or("skipShardSyncAtWorkerInitializationIfLeasesExist", false);
-        let scheduler_initialization_backoff =
-            self.millis_or("schedulerInitializationBackoffTimeMillis", 1000);
+        let scheduler_initialization_backoff = self.millis_or("schedulerInitializationBackoffTimeMillis", 1000);
         let task_backoff = self.millis_or("taskBackoffTimeMillis", 500);
         let log_warning_for_task_after = {
             let got = self.int("logWarningForTaskAfterMillis");
             self.optional("logWarningForTaskAfterMillis", got).map(millis)
         };
         let enable_priority_lease_assignment = self.bool_or("enablePriorityLeaseAssignment", true);
-        let lease_table_deletion_protection_enabled =
-            self.bool_or("leaseTableDeletionProtectionEnabled", false);
+        let lease_table_deletion_protection_enabled = self.bool_or("leaseTableDeletionProtectionEnabled", false);
         let lease_table_pitr_enabled = self.bool_or("leaseTablePitrEnabled", false);
 
         // ---- Metrics (validated; not used)
@@ -1201,31 +1086,19 @@ impl Builder {
         };
         let metrics_enabled_dimensions = self
             .text("metricsEnabledDimensions")
-            .map(|(t, _)| {
-                t.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|(t, _)| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
             .unwrap_or_else(|| vec!["ALL".to_owned()]);
-        let metrics_buffer_time = self
-            .int("metricsBufferTimeMillis")
-            .map_or(Duration::from_millis(10_000), |(v, _)| millis(v));
-        let metrics_max_queue_size = self
-            .int("metricsMaxQueueSize")
-            .map_or(10_000, |(v, _)| to_u32(v));
+        let metrics_buffer_time =
+            self.int("metricsBufferTimeMillis").map_or(Duration::from_millis(10_000), |(v, _)| millis(v));
+        let metrics_max_queue_size = self.int("metricsMaxQueueSize").map_or(10_000, |(v, _)| to_u32(v));
         let client_version_config = self.choice("clientVersionConfig").map(|(v, _)| match v {
             "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X" => ClientVersionConfig::CompatibleWith2x,
-            "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1" => {
-                ClientVersionConfig::CompatibleWith2xPhase1
-            }
+            "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1" => ClientVersionConfig::CompatibleWith2xPhase1,
             _ => ClientVersionConfig::V3x,
         });
 
         // ---- Everything else that is set: validate, report rejected and unused keys.
-        let mut present: Vec<(&'static str, Value)> =
-            self.values.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut present: Vec<(&'static str, Value)> = self.values.iter().map(|(k, v)| (*k, v.clone())).collect();
         present.sort_by_key(|(_, v)| v.line);
         let mut unused_keys = Vec::new();
         for (key, value) in present {
@@ -1250,17 +1123,10 @@ impl Builder {
 
         self.problems.sort_by_key(|p| (p.line.is_none(), p.line));
         self.warnings.sort_by_key(|w| (w.line.is_none(), w.line));
-        let (Some(executable), Some((application_name, _)), Some(stream_name), Some((credentials, _)), true) = (
-            executable,
-            application_name,
-            stream_name,
-            credentials,
-            self.problems.is_empty(),
-        ) else {
-            return Err(ConfigError::Invalid {
-                path: self.path,
-                problems: self.problems,
-            });
+        let (Some(executable), Some((application_name, _)), Some(stream_name), Some((credentials, _)), true) =
+            (executable, application_name, stream_name, credentials, self.problems.is_empty())
+        else {
+            return Err(ConfigError::Invalid { path: self.path, problems: self.problems });
         };
 
         let config = Config {
@@ -1316,18 +1182,9 @@ impl Builder {
             client_version_config,
             unused_keys,
         };
-        let order: BTreeMap<&str, usize> = keys::KEYS
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.name, i))
-            .collect();
-        self.resolved
-            .sort_by_key(|r| order.get(r.key).copied().unwrap_or(usize::MAX));
-        Ok(Loaded {
-            config,
-            warnings: self.warnings,
-            resolved: self.resolved,
-        })
+        let order: BTreeMap<&str, usize> = keys::KEYS.iter().enumerate().map(|(i, k)| (k.name, i)).collect();
+        self.resolved.sort_by_key(|r| order.get(r.key).copied().unwrap_or(usize::MAX));
+        Ok(Loaded { config, warnings: self.warnings, resolved: self.resolved })
     }
 }
 
@@ -1394,13 +1251,7 @@ mod tests {
         assert_eq!(c.worker_id, None);
         assert_eq!(c.credentials.providers, vec![ProviderSpec::DefaultChain]);
         assert!(c.unused_keys.is_empty());
-        let origin = |k: &str| {
-            loaded
-                .resolved
-                .iter()
-                .find(|r| r.key == k)
-                .map(|r| r.origin.clone())
-        };
+        let origin = |k: &str| loaded.resolved.iter().find(|r| r.key == k).map(|r| r.origin.clone());
         assert_eq!(origin("applicationName"), Some(Origin::Line(2)));
         assert_eq!(origin("failoverTimeMillis"), Some(Origin::Default));
         assert_eq!(origin("tableName"), Some(Origin::Derived("= applicationName")));
@@ -1408,11 +1259,7 @@ mod tests {
 
     #[test]
     fn executable_splits_on_spaces_only() {
-        let loaded = load(&MINIMAL.replace(
-            "python3 app.py --flag",
-            "  run\tme   'a b'  ",
-        ))
-        .unwrap();
+        let loaded = load(&MINIMAL.replace("python3 app.py --flag", "  run\tme   'a b'  ")).unwrap();
         assert_eq!(loaded.config.executable.program, "run\tme");
         assert_eq!(loaded.config.executable.args, vec!["'a", "b'"]);
     }
@@ -1434,11 +1281,7 @@ mod tests {
         );
         let lines: Vec<Option<usize>> = ps.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![Some(5), Some(6), Some(7), Some(8), Some(9), Some(10)]);
-        let text = ConfigError::Invalid {
-            path: "/etc/app.properties".into(),
-            problems: ps,
-        }
-        .to_string();
+        let text = ConfigError::Invalid { path: "/etc/app.properties".into(), problems: ps }.to_string();
         for needle in [
             "6 problems",
             "/etc/app.properties:5: maxRecords: invalid value `abc`: expected a whole number from 1 to 10000",
@@ -1496,7 +1339,9 @@ mod tests {
 
     #[test]
     fn duplicates_later_wins_with_a_warning() {
-        let loaded = with("maxRecords = 10\nmaxRecords = 20\nawsCredentialsProvider = EnvironmentVariableCredentialsProvider\n").unwrap();
+        let loaded =
+            with("maxRecords = 10\nmaxRecords = 20\nawsCredentialsProvider = EnvironmentVariableCredentialsProvider\n")
+                .unwrap();
         assert_eq!(loaded.config.polling.max_records, 20);
         assert_eq!(loaded.config.credentials.providers, vec![ProviderSpec::Environment]);
         let w = warnings(&loaded);
@@ -1524,10 +1369,16 @@ mod tests {
     fn credential_problems() {
         let ps = load(&MINIMAL.replace("DefaultCredentialsProvider", "NoSuchThing, AlsoNot")).unwrap_err();
         let text = ps.to_string();
-        assert!(text.contains(":4: AWSCredentialsProvider: invalid value `NoSuchThing, AlsoNot`: no usable credentials provider"), "{text}");
+        assert!(
+            text.contains(
+                ":4: AWSCredentialsProvider: invalid value `NoSuchThing, AlsoNot`: no usable credentials provider"
+            ),
+            "{text}"
+        );
         let loaded = with("").unwrap();
         assert!(loaded.warnings.is_empty());
-        let loaded = load(&MINIMAL.replace("DefaultCredentialsProvider", "Bogus,SystemPropertyCredentialsProvider")).unwrap();
+        let loaded =
+            load(&MINIMAL.replace("DefaultCredentialsProvider", "Bogus,SystemPropertyCredentialsProvider")).unwrap();
         let w = warnings(&loaded);
         assert!(w.iter().any(|w| w.contains("unknown credentials provider `Bogus` skipped")));
         assert!(w.iter().any(|w| w.contains("AWS_ACCESS_KEY_ID")));
@@ -1540,7 +1391,10 @@ mod tests {
         assert!(warnings(&loaded)[0].contains("overridden by the stream name `from-arn`"));
         let ps = problems("streamArn = arn:aws:kinesis:us-west-2:1234:stream/x\n");
         assert!(ps[0].message.contains("expected arn:<partition>:kinesis:"));
-        let only_arn = load(&MINIMAL.replace("streamName = s", "streamArn = arn:aws-cn:kinesis:cn-north-1:123456789012:stream/cn")).unwrap();
+        let only_arn = load(
+            &MINIMAL.replace("streamName = s", "streamArn = arn:aws-cn:kinesis:cn-north-1:123456789012:stream/cn"),
+        )
+        .unwrap();
         assert_eq!(only_arn.config.stream_name, "cn");
         assert_eq!(only_arn.config.stream_arn.as_deref(), Some("arn:aws-cn:kinesis:cn-north-1:123456789012:stream/cn"));
         // An invalid ARN without streamName reports only the ARN, not a missing stream.
@@ -1552,11 +1406,9 @@ mod tests {
     fn initial_position_rules() {
         let c = with("initialPositionInStream = trim_horizon\n").unwrap().config;
         assert_eq!(c.initial_position, InitialPosition::TrimHorizon);
-        let loaded = with("initialPositionInStream = TRIM_HORIZON\ninitialPositionInStreamExtended = 1636609142\n").unwrap();
-        assert_eq!(
-            loaded.config.initial_position,
-            InitialPosition::AtTimestamp { epoch_millis: 1_636_609_142_000 }
-        );
+        let loaded =
+            with("initialPositionInStream = TRIM_HORIZON\ninitialPositionInStreamExtended = 1636609142\n").unwrap();
+        assert_eq!(loaded.config.initial_position, InitialPosition::AtTimestamp { epoch_millis: 1_636_609_142_000 });
         assert!(warnings(&loaded)[0].contains("overridden by initialPositionInStreamExtended"));
         let c = with("initialPositionInStream = AT_TIMESTAMP\ninitialPositionInStreamExtended = 10\n").unwrap();
         assert!(c.warnings.is_empty());
@@ -1573,7 +1425,10 @@ mod tests {
             let c = with(&format!("{key} = 5\n")).unwrap().config;
             assert_eq!(c.retrieval_mode, RetrievalMode::Polling, "{key}");
         }
-        assert_eq!(with("retrievalMode = default\nmaxRecords = 5\n").unwrap().config.retrieval_mode, RetrievalMode::Polling);
+        assert_eq!(
+            with("retrievalMode = default\nmaxRecords = 5\n").unwrap().config.retrieval_mode,
+            RetrievalMode::Polling
+        );
         let loaded = with("retrievalMode = fanout\nmaxRecords = 5\n").unwrap();
         assert_eq!(loaded.config.retrieval_mode, RetrievalMode::FanOut);
         assert!(warnings(&loaded)[0].contains("FANOUT ignores the polling keys maxRecords"));
@@ -1595,7 +1450,8 @@ mod tests {
         assert_eq!(c.dynamodb_region, None);
         assert_eq!(c.kinesis_endpoint.as_deref(), Some("http://b:2"));
         assert_eq!(c.dynamodb_endpoint.as_deref(), Some("http://d:3"));
-        assert!(warnings(&loaded)[0].contains(":7: kinesisEndpoint: overridden by `kinesisClient.endpointOverride` on line 8"));
+        assert!(warnings(&loaded)[0]
+            .contains(":7: kinesisEndpoint: overridden by `kinesisClient.endpointOverride` on line 8"));
     }
 
     #[test]

@@ -65,14 +65,12 @@ pub enum SyntaxProblem {
 impl fmt::Display for SyntaxProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MalformedUnicodeEscape { found } => write!(
-                f,
-                "malformed \\uXXXX escape `\\u{found}`: expected exactly four hex digits"
-            ),
-            Self::UnpairedSurrogate { unit } => write!(
-                f,
-                "escape `\\u{unit:04X}` is half of a UTF-16 surrogate pair without its other half"
-            ),
+            Self::MalformedUnicodeEscape { found } => {
+                write!(f, "malformed \\uXXXX escape `\\u{found}`: expected exactly four hex digits")
+            }
+            Self::UnpairedSurrogate { unit } => {
+                write!(f, "escape `\\u{unit:04X}` is half of a UTF-16 surrogate pair without its other half")
+            }
         }
     }
 }
@@ -114,11 +112,7 @@ struct LogicalLines<'a> {
 
 impl<'a> LogicalLines<'a> {
     fn new(text: &'a [char]) -> Self {
-        Self {
-            text,
-            pos: 0,
-            newlines: 0,
-        }
+        Self { text, pos: 0, newlines: 0 }
     }
 
     fn peek(&self) -> Option<char> {
@@ -259,9 +253,7 @@ fn unescape(raw: &[char]) -> Result<String, SyntaxProblem> {
                     .then(|| u16::from_str_radix(&digits, 16).ok())
                     .flatten()
                     .filter(|_| digits.chars().all(|d| d.is_ascii_hexdigit()))
-                    .ok_or_else(|| SyntaxProblem::MalformedUnicodeEscape {
-                        found: digits.clone(),
-                    })?;
+                    .ok_or_else(|| SyntaxProblem::MalformedUnicodeEscape { found: digits.clone() })?;
                 units.push(unit);
                 i += 4;
             }
@@ -273,11 +265,7 @@ fn unescape(raw: &[char]) -> Result<String, SyntaxProblem> {
         }
     }
     char::decode_utf16(units.iter().copied())
-        .map(|r| {
-            r.map_err(|e| SyntaxProblem::UnpairedSurrogate {
-                unit: e.unpaired_surrogate(),
-            })
-        })
+        .map(|r| r.map_err(|e| SyntaxProblem::UnpairedSurrogate { unit: e.unpaired_surrogate() }))
         .collect()
 }
 
@@ -293,10 +281,7 @@ mod tests {
     fn entries(text: &[u8]) -> Vec<(String, String, usize)> {
         let (entries, errors) = parse(text);
         assert!(errors.is_empty(), "unexpected errors: {errors:?}");
-        entries
-            .into_iter()
-            .map(|e| (e.key, e.value, e.line))
-            .collect()
+        entries.into_iter().map(|e| (e.key, e.value, e.line)).collect()
     }
 
     fn kv(k: &str, v: &str, line: usize) -> (String, String, usize) {
@@ -325,12 +310,7 @@ mod tests {
     fn only_the_first_separator_is_consumed() {
         assert_eq!(
             entries(b"a==b\nc = :d\ne : = f\ng h = i\n"),
-            vec![
-                kv("a", "=b", 1),
-                kv("c", ":d", 2),
-                kv("e", "= f", 3),
-                kv("g", "h = i", 4)
-            ]
+            vec![kv("a", "=b", 1), kv("c", ":d", 2), kv("e", "= f", 3), kv("g", "h = i", 4)]
         );
     }
 
@@ -361,10 +341,7 @@ mod tests {
     #[test]
     fn continuation_lines_join_and_keep_the_first_line_number() {
         let got = entries(b"x=0\nkey = abc\\\n     def\\\n\tghi\nnext=1\n");
-        assert_eq!(
-            got,
-            vec![kv("x", "0", 1), kv("key", "abcdefghi", 2), kv("next", "1", 5)]
-        );
+        assert_eq!(got, vec![kv("x", "0", 1), kv("key", "abcdefghi", 2), kv("next", "1", 5)]);
     }
 
     #[test]
@@ -374,18 +351,12 @@ mod tests {
 
     #[test]
     fn even_number_of_trailing_backslashes_is_not_a_continuation() {
-        assert_eq!(
-            entries(b"a = x\\\\\nb = y\n"),
-            vec![kv("a", "x\\", 1), kv("b", "y", 2)]
-        );
+        assert_eq!(entries(b"a = x\\\\\nb = y\n"), vec![kv("a", "x\\", 1), kv("b", "y", 2)]);
     }
 
     #[test]
     fn empty_continuation_line_ends_the_entry() {
-        assert_eq!(
-            entries(b"a = x\\\n\nb = y\n"),
-            vec![kv("a", "x", 1), kv("b", "y", 3)]
-        );
+        assert_eq!(entries(b"a = x\\\n\nb = y\n"), vec![kv("a", "x", 1), kv("b", "y", 3)]);
     }
 
     #[test]
@@ -403,73 +374,41 @@ mod tests {
 
     #[test]
     fn escapes_in_keys_and_values() {
-        let got = entries(
-            b"my\\ key\\=x\\:y = a\\tb\\nc\\\\d\\=e\nu = \\u00e9\\u0041\\u20AC\nother = \\q\\#\\!\n",
-        );
+        let got = entries(b"my\\ key\\=x\\:y = a\\tb\\nc\\\\d\\=e\nu = \\u00e9\\u0041\\u20AC\nother = \\q\\#\\!\n");
         assert_eq!(
             got,
-            vec![
-                kv("my key=x:y", "a\tb\nc\\d=e", 1),
-                kv("u", "\u{e9}A\u{20ac}", 2),
-                kv("other", "q#!", 3),
-            ]
+            vec![kv("my key=x:y", "a\tb\nc\\d=e", 1), kv("u", "\u{e9}A\u{20ac}", 2), kv("other", "q#!", 3),]
         );
     }
 
     #[test]
     fn surrogate_pairs_combine() {
-        assert_eq!(
-            entries(b"emoji = \\uD83D\\uDE00\n"),
-            vec![kv("emoji", "\u{1F600}", 1)]
-        );
+        assert_eq!(entries(b"emoji = \\uD83D\\uDE00\n"), vec![kv("emoji", "\u{1F600}", 1)]);
     }
 
     #[test]
     fn bytes_are_iso_8859_1() {
         // 0xE9 is 'é' in ISO-8859-1; 0x80 is U+0080 (windows-1252 would give '€').
-        assert_eq!(
-            entries(b"name = caf\xe9\x80\n"),
-            vec![kv("name", "caf\u{e9}\u{80}", 1)]
-        );
+        assert_eq!(entries(b"name = caf\xe9\x80\n"), vec![kv("name", "caf\u{e9}\u{80}", 1)]);
         // UTF-8 bytes become mojibake, exactly like Java.
-        assert_eq!(
-            entries("name = é\n".as_bytes()),
-            vec![kv("name", "\u{c3}\u{a9}", 1)]
-        );
+        assert_eq!(entries("name = é\n".as_bytes()), vec![kv("name", "\u{c3}\u{a9}", 1)]);
     }
 
     #[test]
     fn duplicates_are_all_returned_in_order() {
-        assert_eq!(
-            entries(b"a=1\na=2\n"),
-            vec![kv("a", "1", 1), kv("a", "2", 2)]
-        );
+        assert_eq!(entries(b"a=1\na=2\n"), vec![kv("a", "1", 1), kv("a", "2", 2)]);
     }
 
     #[test]
     fn malformed_unicode_escapes_are_reported_with_their_line_and_parsing_continues() {
         let (entries, errors) = parse(b"a = ok\nb = \\u12G4\nc = \\u12\nd = \\uD800x\ne = fine\n");
-        assert_eq!(
-            entries.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
-            ["a", "e"]
-        );
+        assert_eq!(entries.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["a", "e"]);
         assert_eq!(
             errors,
             vec![
-                SyntaxError {
-                    line: 2,
-                    problem: SyntaxProblem::MalformedUnicodeEscape {
-                        found: "12G4".into()
-                    }
-                },
-                SyntaxError {
-                    line: 3,
-                    problem: SyntaxProblem::MalformedUnicodeEscape { found: "12".into() }
-                },
-                SyntaxError {
-                    line: 4,
-                    problem: SyntaxProblem::UnpairedSurrogate { unit: 0xD800 }
-                },
+                SyntaxError { line: 2, problem: SyntaxProblem::MalformedUnicodeEscape { found: "12G4".into() } },
+                SyntaxError { line: 3, problem: SyntaxProblem::MalformedUnicodeEscape { found: "12".into() } },
+                SyntaxError { line: 4, problem: SyntaxProblem::UnpairedSurrogate { unit: 0xD800 } },
             ]
         );
         assert!(errors[0].to_string().contains("line 2"));

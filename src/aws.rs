@@ -209,20 +209,24 @@ mod tests {
         Config::from_entries("/t.properties", entries).unwrap().config
     }
 
-    /// Builds clients for a local-endpoint configuration with environment credentials and
-    /// checks region, endpoint and credentials end up where the configuration says.
+    /// Builds clients for a local-endpoint configuration and checks region, endpoint and
+    /// credentials end up where the configuration says. (The environment-variable provider is
+    /// exercised against the emulators in tests/aws_clients.rs, a single-test binary where
+    /// setting the environment is safe.)
     #[tokio::test]
-    async fn local_endpoints_with_environment_credentials() {
-        // Only this test touches these variables.
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDLOCALTEST");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "local-secret");
-        let config = config(
-            "AWSCredentialsProvider = EnvironmentVariableCredentialsProvider\n\
+    async fn local_endpoints_regions_and_profile_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "[local]\naws_access_key_id = AKIDLOCALTEST\naws_secret_access_key = local-secret\n")
+            .unwrap();
+        let config = config(&format!(
+            "AWSCredentialsProvider = ProfileCredentialsProvider|{}|local\n\
              regionName = us-west-2\n\
              dynamoDbClient.region = eu-central-1\n\
-             kinesisEndpoint = http://127.0.0.1:4567\n\
-             dynamoDBEndpoint = http://127.0.0.1:8001\n",
-        );
+             kinesisEndpoint = http://127.0.0.1:9\n\
+             dynamoDBEndpoint = http://127.0.0.1:9\n",
+            file.display()
+        ));
         let clients = clients(&config).await.unwrap();
         let kc = clients.kinesis.config();
         assert_eq!(kc.region().map(Region::as_ref), Some("us-west-2"));
@@ -238,11 +242,11 @@ mod tests {
         assert_eq!(creds.access_key_id(), "AKIDLOCALTEST");
         assert_eq!(creds.secret_access_key(), "local-secret");
 
-        // The endpoint override is used: a request goes to the (closed) local port and fails
-        // with a connection error, not with a DNS lookup of the AWS host name.
-        let err = clients.kinesis.list_streams().send().await.expect_err("nothing listens on 127.0.0.1:4567");
+        // The endpoint override is used: the request goes to the closed local port (discard,
+        // 9) and fails to connect, rather than resolving the AWS host name.
+        let err = clients.dynamodb.list_tables().send().await.expect_err("nothing listens on 127.0.0.1:9");
         let text = format!("{err:?}");
-        assert!(text.contains("127.0.0.1") || text.contains("onnect"), "{text}");
+        assert!(text.contains("127.0.0.1:9") || text.contains("onnect"), "{text}");
     }
 
     #[tokio::test]

@@ -248,14 +248,10 @@ fn report(path: &Path, loaded: &Loaded) -> String {
     }
     let c = &loaded.config;
     let _ = writeln!(out, "\nCredentials:");
-    for (client, spec) in [
-        ("Kinesis", Some(&c.credentials)),
-        ("DynamoDB", Some(c.credentials_dynamodb.as_ref().unwrap_or(&c.credentials))),
-    ] {
-        if let Some(spec) = spec {
-            let chain: Vec<String> = spec.providers.iter().map(ToString::to_string).collect();
-            let _ = writeln!(out, "  {client}: {}", chain.join(", then "));
-        }
+    let dynamodb = c.credentials_dynamodb.as_ref().unwrap_or(&c.credentials);
+    for (client, spec) in [("Kinesis", &c.credentials), ("DynamoDB", dynamodb)] {
+        let chain: Vec<String> = spec.providers.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  {client}: {}", chain.join(", then "));
     }
     if !c.unused_keys.is_empty() {
         let _ = writeln!(out, "\nAccepted but not used:");

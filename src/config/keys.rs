@@ -81,7 +81,9 @@ impl ValueType {
             Self::Text => "any text".into(),
             Self::Command => "a program followed by its arguments, separated by spaces".into(),
             Self::Int { min, max } => {
-                if *max >= i64::from(i32::MAX) {
+                if *min <= i64::from(i32::MIN) {
+                    "a whole number".into()
+                } else if *max >= i64::from(i32::MAX) {
                     format!("a whole number >= {min}")
                 } else {
                     format!("a whole number from {min} to {max}")

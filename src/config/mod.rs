@@ -398,7 +398,7 @@ struct Builder {
 /// `+` is allowed, nothing else (no `0x`, no decimals, no overflow).
 fn parse_int(text: &str) -> Option<i64> {
     let digits = text.strip_prefix('+').unwrap_or(text);
-    if digits.starts_with(['+']) {
+    if digits.len() != text.len() && digits.starts_with(['+', '-']) {
         return None;
     }
     digits.parse().ok()
@@ -575,6 +575,14 @@ impl Builder {
     /// Files every entry under its canonical key; unknown keys and duplicates are warnings.
     fn ingest(&mut self, entries: Vec<Entry>) {
         for entry in entries {
+            if entry.key.is_empty() {
+                self.warn(
+                    Some(entry.line),
+                    None,
+                    format!("entry without a key ignored (value `{}`)", entry.value.trim()),
+                );
+                continue;
+            }
             let Some(spec) = keys::canonical(&entry.key) else {
                 let hint = keys::suggest(&entry.key)
                     .map(|s| format!(" (did you mean `{s}`? keys are case-sensitive)"))
@@ -1501,6 +1509,32 @@ mod tests {
         }
         let ps = problems("shardPrioritization = anything\n");
         assert!(ps[0].message.contains("not supported"));
+    }
+
+    #[test]
+    fn every_used_key_is_read() {
+        // Keys that are resolved under another key's name in the report.
+        let aliases = [
+            ("workerIdentifier", "workerId"),
+            ("initialPositionInStreamExtended", "initialPositionInStream"),
+            ("kinesisClient.endpointOverride", "kinesisEndpoint"),
+            ("dynamoDbClient.endpointOverride", "dynamoDBEndpoint"),
+        ];
+        let loaded = with("").unwrap();
+        for k in keys::KEYS.iter().filter(|k| k.usage == Usage::Used) {
+            let name = aliases.iter().find(|(alias, _)| *alias == k.name).map_or(k.name, |(_, target)| *target);
+            assert!(loaded.resolved.iter().any(|r| r.key == name), "{} is not resolved", k.name);
+        }
+    }
+
+    #[test]
+    fn plus_minus_and_keyless_entries() {
+        assert_eq!(parse_int("+5"), Some(5));
+        assert_eq!(parse_int("-5"), Some(-5));
+        assert_eq!(parse_int("+-5"), None);
+        assert_eq!(parse_int("++5"), None);
+        let loaded = with("= orphan\n").unwrap();
+        assert!(warnings(&loaded)[0].contains(":5: entry without a key ignored (value `orphan`)"));
     }
 
     #[test]

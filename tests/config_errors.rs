@@ -283,25 +283,51 @@ fn valid_file_validates_and_reports_origins() {
 
 #[test]
 fn run_form_logs_to_stderr_only_and_accepts_log_configuration() {
+    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ok.properties");
-    std::fs::write(&file, BASE).unwrap();
-    let (out, text) = run(&[
-        "-l".into(),
-        "/no/such/logback.xml".into(),
-        "--log-format".into(),
-        "json".into(),
-        file.display().to_string(),
-    ]);
-    // The engine is wired elsewhere; whatever run() returns, stdout must stay empty and the
-    // log lines must be JSON.
-    assert!(out.stdout.is_empty());
-    assert!(text.contains("--log-configuration is ignored"), "{text}");
-    for line in String::from_utf8_lossy(&out.stderr).lines() {
+    // Loopback endpoints on the discard port and anonymous credentials: whatever the engine
+    // does with them, nothing leaves the machine.
+    std::fs::write(
+        &file,
+        "executableName = /bin/cat\napplicationName = app\nstreamName = s\n\
+         AWSCredentialsProvider = AnonymousCredentialsProvider\nregionName = us-east-1\n\
+         kinesisEndpoint = http://127.0.0.1:9\ndynamoDBEndpoint = http://127.0.0.1:9\n",
+    )
+    .unwrap();
+    let mut child = Command::new(support::multilangd_bin())
+        .args(["-l", "/no/such/logback.xml", "--log-format", "json"])
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run() outcome belongs to the engine; stop it with SIGTERM if it is still running.
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("--log-configuration is ignored"), "{stderr}");
+    for line in stderr.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(v.get("level").is_some(), "{line}");
     }
-    assert_ne!(out.status.code(), Some(78), "{text}");
+    assert_ne!(out.status.code(), Some(78), "{stderr}");
 }
 
 /// The unchanged `samples/sample.properties` of amazon_kclpy 3.2.0 validates (warnings

@@ -898,9 +898,8 @@ impl Builder {
         let credentials = self.credentials(keys::CREDENTIALS);
         match &credentials {
             Some((c, line)) => self.record(keys::CREDENTIALS, &c.raw, Origin::Line(*line)),
-            None if !self.values.contains_key(keys::CREDENTIALS)
-                || self.values.get(keys::CREDENTIALS).is_some_and(|v| v.text.is_empty()) =>
-            {
+            // A present but invalid value has already been reported.
+            None if !self.is_set(keys::CREDENTIALS) => {
                 self.problem(
                     None,
                     Some(keys::CREDENTIALS),

@@ -1,1 +1,267 @@
-fn main() {}
+//! The `multilangd` command line: parse arguments, set up logging, load the configuration,
+//! turn SIGTERM/SIGINT into a cancellation, call [`multilangd::run`] and map the outcome to an
+//! exit code.
+//!
+//! Exit codes: 0 clean stop, 78 configuration or command-line error (`EX_CONFIG`), 1 runtime
+//! failure, 128 + signal number when a second SIGINT/SIGTERM forces an immediate exit.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use multilangd::config::{Config, Loaded};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+const EXIT_CONFIG: u8 = 78;
+const EXIT_RUNTIME: u8 = 1;
+
+/// A native drop-in replacement for the Amazon KCL MultiLangDaemon.
+///
+/// Runs the record processor named by `executableName` once per shard lease, reading the same
+/// `.properties` file as the Java daemon.
+#[derive(Debug, Parser)]
+#[command(name = "multilangd", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The properties file (wins over a positional FILE, as in Java).
+    #[arg(short = 'p', long = "properties-file", value_name = "FILE")]
+    properties_file: Option<PathBuf>,
+    /// The properties file (the Java daemon's positional form).
+    #[arg(value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Accepted for compatibility with the Java daemon's logback option and ignored: use
+    /// --log-level / RUST_LOG and --log-format.
+    #[arg(short = 'l', long = "log-configuration", value_name = "FILE")]
+    log_configuration: Option<PathBuf>,
+    #[command(flatten)]
+    logging: LogArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// Log filter, e.g. `info` or `multilangd=debug,aws=warn` (default: RUST_LOG, else info).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log line format (logs go to stderr; stdout stays empty).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a properties file: print the resolved configuration (with where each value came
+    /// from) and the warnings; exit 78 when it is invalid.
+    Validate {
+        /// The properties file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CONFIG } else { 0 };
+            // Printing --help or a usage error can only fail if stdout/stderr are gone.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Err(message) = init_tracing(&cli.logging) {
+        eprintln!("multilangd: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match cli.command {
+        Some(Command::Validate { ref file }) => validate(file),
+        None => daemon(&cli),
+    }
+}
+
+fn init_tracing(args: &LogArgs) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let (source, directives) = match (&args.log_level, std::env::var("RUST_LOG")) {
+        (Some(level), _) => ("--log-level", level.clone()),
+        (None, Ok(env)) if !env.trim().is_empty() => ("RUST_LOG", env),
+        _ => ("default", "info".to_owned()),
+    };
+    let filter = EnvFilter::try_new(&directives).map_err(|e| format!("invalid {source} `{directives}`: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match args.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| format!("cannot set up logging: {e}"))
+}
+
+/// The error and all its sources, once each.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Java's rules: `-p` wins over a positional file (with a warning); more than one positional
+/// file is an error.
+fn properties_path(cli: &Cli) -> Result<PathBuf, String> {
+    if cli.files.len() > 1 {
+        let names: Vec<String> = cli.files.iter().map(|f| f.display().to_string()).collect();
+        return Err(format!("expected a single properties file, but found several: {}", names.join(", ")));
+    }
+    match (&cli.properties_file, cli.files.first()) {
+        (Some(p), Some(positional)) => {
+            tracing::warn!(
+                ignored = %positional.display(),
+                "overriding the properties file with the --properties-file option"
+            );
+            Ok(p.clone())
+        }
+        (Some(p), None) | (None, Some(p)) => Ok(p.clone()),
+        (None, None) => Err("no properties file given: use `multilangd -p FILE`, `multilangd FILE` or \
+             `multilangd validate FILE`"
+            .to_owned()),
+    }
+}
+
+fn daemon(cli: &Cli) -> ExitCode {
+    let path = match properties_path(cli) {
+        Ok(path) => path,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(file) = &cli.log_configuration {
+        tracing::info!(
+            file = %file.display(),
+            "--log-configuration is ignored: multilangd logs to stderr; use --log-level, RUST_LOG and --log-format"
+        );
+    }
+    let loaded = match Config::load(&path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("{}", chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
+    tracing::info!(
+        file = %path.display(),
+        application = %config.application_name,
+        stream = %config.stream_name,
+        processing_language = config.processing_language.as_deref().unwrap_or("-"),
+        "configuration loaded"
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {}", chain(&e));
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = match watch_signals(shutdown.clone()) {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!("cannot install signal handlers: {}", chain(&e));
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        let result = multilangd::run(config, shutdown).await;
+        signals.abort();
+        match result {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{}", chain(&e));
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    })
+}
+
+/// Installs SIGTERM/SIGINT handlers now (so no signal is missed) and returns the task that
+/// cancels `shutdown` on the first signal and exits the process at once on the second.
+fn watch_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
+        shutdown.cancel();
+        let (name, code) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", 128 + 15),
+            _ = int.recv() => ("SIGINT", 128 + 2),
+        };
+        tracing::warn!(signal = name, code, "second signal: exiting immediately");
+        std::process::exit(code);
+    }))
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(loaded) => {
+            print!("{}", report(path, &loaded));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("multilangd: {}", chain(&e));
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// The `validate` report: resolved values with their origin, unused keys, warnings.
+fn report(path: &Path, loaded: &Loaded) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let width = loaded.resolved.iter().map(|r| r.key.len() + 3 + r.value.len()).max().unwrap_or(0);
+    let _ = writeln!(out, "{}: valid\n\nResolved configuration:", path.display());
+    for r in &loaded.resolved {
+        let assignment = format!("{} = {}", r.key, r.value);
+        let _ = writeln!(out, "  {assignment:<width$}  # {}", r.origin);
+    }
+    let c = &loaded.config;
+    let _ = writeln!(out, "\nCredentials:");
+    let dynamodb = c.credentials_dynamodb.as_ref().unwrap_or(&c.credentials);
+    for (client, spec) in [("Kinesis", &c.credentials), ("DynamoDB", dynamodb)] {
+        let chain: Vec<String> = spec.providers.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  {client}: {}", chain.join(", then "));
+    }
+    if !c.unused_keys.is_empty() {
+        let _ = writeln!(out, "\nAccepted but not used:");
+        for (key, line) in &c.unused_keys {
+            let _ = writeln!(out, "  {key}  # line {line}");
+        }
+    }
+    let _ = writeln!(out, "\nWarnings ({}):", loaded.warnings.len());
+    for w in &loaded.warnings {
+        let _ = writeln!(out, "  {w}");
+    }
+    out
+}

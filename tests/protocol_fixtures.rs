@@ -36,6 +36,8 @@ const PIPE: usize = 64 * 1024;
 enum Step {
     /// The daemon must write exactly these bytes next.
     Daemon(Vec<u8>),
+    /// An action the driver performs whose line the child never reads (`D!`).
+    Unread(Vec<u8>),
     /// The child writes these bytes.
     Child(Vec<u8>),
     /// The child pauses.
@@ -129,6 +131,7 @@ fn parse_fixture(path: &Path) -> Fixture {
             "@close-stdout" => fixture.steps.push(Step::CloseStdout),
             "@close-stdin" => fixture.steps.push(Step::CloseStdin),
             "D>" => fixture.steps.push(Step::Daemon(format!("{rest}\n").into_bytes())),
+            "D!" => fixture.steps.push(Step::Unread(format!("{rest}\n").into_bytes())),
             "C>" => fixture.steps.push(Step::Child(format!("{rest}\n").into_bytes())),
             "C=" => {
                 let s: String = serde_json::from_str(rest).unwrap_or_else(|e| panic!("{}: {e}", at()));
@@ -242,7 +245,15 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
 }
 
 /// The child side: plays the script; returns an error message on the first deviation.
-async fn run_child(steps: Vec<Step>, stdin: DuplexStream, stdout: DuplexStream) -> Result<(), String> {
+///
+/// When the daemon is expected to fail, a child write into the closed pipe ends the
+/// script (the child, like a real one, would get EPIPE).
+async fn run_child(
+    steps: Vec<Step>,
+    stdin: DuplexStream,
+    stdout: DuplexStream,
+    expect_failure: bool,
+) -> Result<(), String> {
     let mut stdin = Some(BufReader::new(stdin));
     let mut stdout = Some(stdout);
     for (i, step) in steps.into_iter().enumerate() {
@@ -262,7 +273,12 @@ async fn run_child(steps: Vec<Step>, stdin: DuplexStream, stdout: DuplexStream) 
             }
             Step::Child(bytes) => {
                 let writer = stdout.as_mut().ok_or("script writes after @close-stdout")?;
-                writer.write_all(&bytes).await.map_err(|e| format!("step {i}: child write: {e}"))?;
+                if let Err(e) = writer.write_all(&bytes).await {
+                    if expect_failure && e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(());
+                    }
+                    return Err(format!("step {i}: child write: {e}"));
+                }
             }
             Step::Sleep(d) => tokio::time::sleep(d).await,
             Step::Eof => {
@@ -273,6 +289,7 @@ async fn run_child(steps: Vec<Step>, stdin: DuplexStream, stdout: DuplexStream) 
                     return Err(format!("step {i}: expected EOF, daemon wrote {}", show(&rest)));
                 }
             }
+            Step::Unread(_) => {}
             Step::CloseStdout => stdout = None,
             Step::CloseStdin => stdin = None,
         }
@@ -303,7 +320,7 @@ async fn run_driver(fixture: &Fixture, stdin: DuplexStream, stdout: DuplexStream
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::Daemon(line) => OwnedAction::from_line(line, &fixture.shard),
+            Step::Daemon(line) | Step::Unread(line) => OwnedAction::from_line(line, &fixture.shard),
             _ => None,
         })
         .collect();
@@ -348,7 +365,12 @@ fn replay(fixture: &Fixture) -> Result<(), String> {
     runtime.block_on(async {
         let (daemon_stdin, child_stdin) = tokio::io::duplex(PIPE);
         let (child_stdout, daemon_stdout) = tokio::io::duplex(PIPE);
-        let child = tokio::spawn(run_child(fixture.steps.clone(), child_stdin, child_stdout));
+        let child = tokio::spawn(run_child(
+            fixture.steps.clone(),
+            child_stdin,
+            child_stdout,
+            fixture.expect != Expect::Ok,
+        ));
         let outcome = run_driver(fixture, daemon_stdin, daemon_stdout).await;
         let child = child.await.map_err(|e| format!("child task: {e}"))?;
         child?;

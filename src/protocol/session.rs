@@ -1,28 +1,364 @@
-//! TEMPORARY (lead): placeholder for the protocol helper's session; replaced at merge.
-use crate::sequence::ExtendedSequenceNumber;
-use crate::stream::Record;
+//! One child's protocol exchange: send an action, serve checkpoints, await the status.
+//!
+//! A [`ProtocolSession`] owns the child's stdin and stdout. Stdout is read
+//! **continuously** by a reader task owned by the session (aborted when the session is
+//! dropped): it splits lines ([`LineReader`]), skips and logs noise, and queues only
+//! protocol messages in a bounded channel, so a child printing debug output never blocks
+//! on a full pipe, even between actions.
+//!
+//! # The exchange ([`ProtocolSession::perform`])
+//! 1. The action's line is written and flushed.
+//! 2. Queued messages are taken in order until a `status` arrives:
+//!    - a checkpoint request is served and its reply written and flushed before the next
+//!      message is looked at. Without a checkpointer (`initialize`, `leaseLost`: pass
+//!      `None`) the reply is `InvalidStateException`; otherwise the checkpointer decides
+//!      (the session does not validate positions) and the reply carries
+//!      [`CheckpointError::wire_name`] or `null`. A request whose fields cannot be read
+//!      (e.g. `"subSequenceNumber":"abc"`) is answered with `IllegalArgumentException`
+//!      without calling the checkpointer (Java skips such a line and the child then waits
+//!      forever for its reply);
+//!    - echoed daemon actions are ignored;
+//!    - a `status` whose `responseFor` is exactly the action's name ends the action;
+//!      anything else (another action, wrong case, missing or `null`) is
+//!      [`ProtocolErrorKind::StatusMismatch`].
+//! 3. EOF on stdout while waiting is [`ProtocolErrorKind::ChildClosedStdout`]; a failed
+//!    write is [`ProtocolErrorKind::WriteFailed`].
+//!
+//! # Unsolicited lines between actions
+//! Messages the child writes while no action is outstanding stay queued and are consumed
+//! by the next action's wait, exactly like Java (which only reads during a wait): an
+//! unsolicited checkpoint request is served in the next action's context (so it gets
+//! `InvalidStateException` if that action is `leaseLost`), and a stray `status` becomes
+//! the next action's answer (and then usually mismatches).
+//!
+//! # Timeouts
+//! With `timeoutInSeconds` set, each wait for the next *protocol message* is bounded by
+//! it; noise does not reset the clock (the reader never forwards noise), every parsed
+//! message does. The checkpointer call itself is not bounded. Writing a line (the action,
+//! or a checkpoint reply) is bounded by the same duration, so a child that stops reading
+//! its stdin cannot stall the daemon forever either.
+//!
+//! # Closing
+//! [`ProtocolSession::close`] closes stdin (the child sees EOF) and drains stdout to EOF,
+//! logging leftover messages without answering them. Bounding the drain in time is the
+//! caller's job.
 
-/// An action sent to the child.
-#[derive(Debug, Clone, Copy)]
-pub enum Action<'a> {
-    /// initialize
-    Initialize {
-        /// shard
-        shard_id: &'a str,
-        /// checkpoint
-        checkpoint: &'a ExtendedSequenceNumber,
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::process::ChildStdin;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::codec::{self, parse_line, truncate_for_log, Line, LineReader, NoiseReason, ParsedLine};
+use super::messages::{Action, ActionKind, CheckpointReply, ChildMessage};
+use super::{CheckpointError, Checkpointer};
+
+/// How many parsed protocol messages may wait in the queue before the reader stops
+/// reading (noise never takes a slot).
+pub const QUEUE_CAPACITY: usize = 256;
+
+/// Above this capacity the write buffer is released after a line was written.
+const KEEP_WRITE_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A protocol failure of one shard's child.
+#[derive(Debug, thiserror::Error)]
+#[error("shard {shard_id}: {action}: {kind} (last sent: {}; last received: {})",
+    .last_sent.as_deref().unwrap_or("nothing"), .last_received.as_deref().unwrap_or("nothing"))]
+pub struct ProtocolError {
+    /// The shard whose child failed.
+    pub shard_id: String,
+    /// The action in progress.
+    pub action: ActionKind,
+    /// What went wrong.
+    #[source]
+    pub kind: ProtocolErrorKind,
+    /// The last line written to the child (truncated).
+    pub last_sent: Option<String>,
+    /// The last protocol message received from the child (truncated).
+    pub last_received: Option<String>,
+}
+
+/// The kinds of [`ProtocolError`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolErrorKind {
+    /// The child's `status` does not acknowledge the action in progress.
+    #[error("status mismatch: expected responseFor {:?}, got {}", .expected.wire_name(),
+        .got.as_deref().map_or_else(|| "none".to_owned(), |g| format!("{g:?}")))]
+    StatusMismatch {
+        /// The action that was sent.
+        expected: ActionKind,
+        /// The child's `responseFor` (`None` when missing or null).
+        got: Option<String>,
     },
-    /// processRecords
-    ProcessRecords {
-        /// records
-        records: &'a [Record],
-        /// lag
-        millis_behind_latest: Option<i64>,
+    /// EOF on the child's stdout before the status (the child exited or closed it).
+    #[error("the child closed its stdout")]
+    ChildClosedStdout,
+    /// Reading the child's stdout failed.
+    #[error("reading the child's stdout failed")]
+    ReadFailed(#[source] std::io::Error),
+    /// Writing to the child's stdin failed (e.g. broken pipe: the child exited).
+    #[error("writing to the child's stdin failed")]
+    WriteFailed(#[source] std::io::Error),
+    /// `timeoutInSeconds` expired.
+    #[error("timed out after {after:?} waiting for {waiting_for}")]
+    Timeout {
+        /// The configured timeout.
+        after: Duration,
+        /// What the daemon was waiting for.
+        waiting_for: &'static str,
     },
-    /// shutdownRequested
-    ShutdownRequested,
-    /// leaseLost
-    LeaseLost,
-    /// shardEnded
-    ShardEnded,
+    /// The session was already closed.
+    #[error("the session is closed")]
+    Closed,
+}
+
+/// What the reader task hands to the session.
+#[derive(Debug)]
+enum Incoming {
+    Message { message: ChildMessage, line: String },
+    Eof,
+    ReadFailed(std::io::Error),
+}
+
+/// The protocol exchange with one child (see the module docs).
+///
+/// Generic over the stream types so tests can use in-memory pipes; the defaults are the
+/// child process's pipes. Must be created inside a Tokio runtime (it spawns its reader).
+#[derive(Debug)]
+pub struct ProtocolSession<W = ChildStdin> {
+    shard_id: Arc<str>,
+    stdin: Option<W>,
+    incoming: mpsc::Receiver<Incoming>,
+    reader: JoinHandle<()>,
+    timeout: Option<Duration>,
+    buf: Vec<u8>,
+    last_sent: Option<String>,
+    last_received: Option<String>,
+}
+
+impl<W> Drop for ProtocolSession<W> {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> ProtocolSession<W> {
+    /// Starts a session on a child's pipes. `timeout` is `timeoutInSeconds` (`None` or
+    /// zero: wait forever).
+    pub fn new<R>(shard_id: impl Into<String>, stdin: W, stdout: R, timeout: Option<Duration>) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let shard_id: Arc<str> = Arc::from(shard_id.into());
+        let (tx, incoming) = mpsc::channel(QUEUE_CAPACITY);
+        let reader = tokio::spawn(read_child_stdout(Arc::clone(&shard_id), stdout, tx));
+        Self {
+            shard_id,
+            stdin: Some(stdin),
+            incoming,
+            reader,
+            timeout: timeout.filter(|t| !t.is_zero()),
+            buf: Vec::new(),
+            last_sent: None,
+            last_received: None,
+        }
+    }
+
+    /// The shard this session serves.
+    #[must_use]
+    pub fn shard_id(&self) -> &str {
+        &self.shard_id
+    }
+
+    /// Sends `action` and runs the exchange until the child acknowledges it (see the
+    /// module docs). Pass `checkpointer: None` for `initialize` and `leaseLost` (Java
+    /// semantics: requests are answered with `InvalidStateException`).
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] when the child answers with the wrong status, closes its
+    /// stdout, cannot be written to, or the timeout expires. The session is unusable
+    /// afterwards except for [`close`](Self::close).
+    pub async fn perform(
+        &mut self,
+        action: Action<'_>,
+        mut checkpointer: Option<&mut (dyn Checkpointer + '_)>,
+    ) -> Result<(), ProtocolError> {
+        let kind = action.kind();
+        self.buf.clear();
+        codec::encode_action(&action, &self.shard_id, &mut self.buf);
+        debug!(shard_id = %self.shard_id, action = %kind, bytes = self.buf.len(), "sending action");
+        self.write_buf(kind).await?;
+        if self.buf.capacity() > KEEP_WRITE_BUFFER {
+            self.buf = Vec::new();
+        }
+        loop {
+            match self.next_message(kind).await? {
+                ChildMessage::Status { response_for } => {
+                    if response_for.as_deref() == Some(kind.wire_name()) {
+                        debug!(shard_id = %self.shard_id, action = %kind, "child acknowledged");
+                        return Ok(());
+                    }
+                    return Err(
+                        self.error(kind, ProtocolErrorKind::StatusMismatch { expected: kind, got: response_for })
+                    );
+                }
+                ChildMessage::Checkpoint(request) => {
+                    let result = match checkpointer.as_deref_mut() {
+                        Some(checkpointer) => checkpointer.checkpoint(&request).await,
+                        None => {
+                            info!(shard_id = %self.shard_id, action = %kind,
+                                sequence_number = ?request.sequence_number,
+                                "was asked to checkpoint but no checkpointer was provided");
+                            Err(CheckpointError::InvalidState(format!("no checkpointer during {kind}")))
+                        }
+                    };
+                    if let Err(error) = &result {
+                        debug!(shard_id = %self.shard_id, action = %kind, %error, "checkpoint failed");
+                    }
+                    let reply = CheckpointReply {
+                        sequence_number: request.sequence_number.as_deref(),
+                        sub_sequence_number: request.sub_sequence_number,
+                        error: result.as_ref().err().map(CheckpointError::wire_name),
+                    };
+                    self.send_reply(kind, &reply).await?;
+                }
+                ChildMessage::InvalidCheckpoint { sequence_number, problem } => {
+                    warn!(shard_id = %self.shard_id, action = %kind, %problem, "unreadable checkpoint request");
+                    let reply = CheckpointReply {
+                        sequence_number: sequence_number.as_deref(),
+                        sub_sequence_number: None,
+                        error: Some(CheckpointError::IllegalArgument(String::new()).wire_name()),
+                    };
+                    self.send_reply(kind, &reply).await?;
+                }
+                ChildMessage::Ignored { action: echoed } => {
+                    debug!(shard_id = %self.shard_id, action = %kind, echoed, "ignoring daemon action echoed by the child");
+                }
+            }
+        }
+    }
+
+    /// Closes the child's stdin, then reads its stdout until EOF, logging leftover
+    /// protocol messages (they are not answered). Returns how many there were. Noise is
+    /// logged by the reader as usual. Does not bound the time: wrap it in a timeout.
+    pub async fn close(mut self) -> usize {
+        if let Some(mut stdin) = self.stdin.take() {
+            if let Err(error) = stdin.shutdown().await {
+                debug!(shard_id = %self.shard_id, %error, "closing the child's stdin");
+            }
+        }
+        let mut drained = 0;
+        while let Some(incoming) = self.incoming.recv().await {
+            match incoming {
+                Incoming::Message { line, .. } => {
+                    info!(shard_id = %self.shard_id, %line, "drained line from the child's stdout");
+                    drained += 1;
+                }
+                Incoming::Eof => break,
+                Incoming::ReadFailed(error) => {
+                    warn!(shard_id = %self.shard_id, %error, "reading the child's stdout failed while draining");
+                    break;
+                }
+            }
+        }
+        drained
+    }
+
+    async fn send_reply(&mut self, kind: ActionKind, reply: &CheckpointReply<'_>) -> Result<(), ProtocolError> {
+        self.buf.clear();
+        codec::encode_checkpoint_reply(reply, &mut self.buf);
+        self.write_buf(kind).await
+    }
+
+    /// Writes and flushes `self.buf` (one line), bounded by the timeout.
+    async fn write_buf(&mut self, kind: ActionKind) -> Result<(), ProtocolError> {
+        self.last_sent = Some(truncate_for_log(self.buf.strip_suffix(b"\n").unwrap_or(&self.buf)));
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self.error(kind, ProtocolErrorKind::Closed));
+        };
+        let write = async {
+            stdin.write_all(&self.buf).await?;
+            stdin.flush().await
+        };
+        let result = match self.timeout {
+            Some(after) => match tokio::time::timeout(after, write).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(self
+                        .error(kind, ProtocolErrorKind::Timeout { after, waiting_for: "the child to read its stdin" }))
+                }
+            },
+            None => write.await,
+        };
+        result.map_err(|e| self.error(kind, ProtocolErrorKind::WriteFailed(e)))
+    }
+
+    /// The next queued protocol message, bounded by the timeout.
+    async fn next_message(&mut self, kind: ActionKind) -> Result<ChildMessage, ProtocolError> {
+        let received = match self.timeout {
+            Some(after) => match tokio::time::timeout(after, self.incoming.recv()).await {
+                Ok(received) => received,
+                Err(_) => {
+                    warn!(shard_id = %self.shard_id, action = %kind, ?after,
+                        "timed out waiting for the child's status message");
+                    return Err(
+                        self.error(kind, ProtocolErrorKind::Timeout { after, waiting_for: "the child's next message" })
+                    );
+                }
+            },
+            None => self.incoming.recv().await,
+        };
+        match received {
+            Some(Incoming::Message { message, line }) => {
+                self.last_received = Some(line);
+                Ok(message)
+            }
+            Some(Incoming::Eof) | None => Err(self.error(kind, ProtocolErrorKind::ChildClosedStdout)),
+            Some(Incoming::ReadFailed(e)) => Err(self.error(kind, ProtocolErrorKind::ReadFailed(e))),
+        }
+    }
+
+    fn error(&self, action: ActionKind, kind: ProtocolErrorKind) -> ProtocolError {
+        ProtocolError {
+            shard_id: self.shard_id.to_string(),
+            action,
+            kind,
+            last_sent: self.last_sent.clone(),
+            last_received: self.last_received.clone(),
+        }
+    }
+}
+
+/// The reader task: lines → parsed messages → queue; noise is logged and dropped.
+async fn read_child_stdout<R: AsyncRead + Unpin>(shard_id: Arc<str>, stdout: R, tx: mpsc::Sender<Incoming>) {
+    let mut lines = LineReader::new(stdout);
+    loop {
+        let incoming = match lines.next_line().await {
+            Ok(Some(Line::Text(bytes))) => match parse_line(bytes) {
+                ParsedLine::Blank => continue,
+                ParsedLine::Noise(reason) => {
+                    log_noise(&shard_id, &reason, bytes);
+                    continue;
+                }
+                ParsedLine::Message(message) => Incoming::Message { message, line: truncate_for_log(bytes) },
+            },
+            Ok(Some(Line::Overlong { prefix, len })) => {
+                log_noise(&shard_id, &NoiseReason::Overlong { len }, prefix);
+                continue;
+            }
+            Ok(None) => Incoming::Eof,
+            Err(e) => Incoming::ReadFailed(e),
+        };
+        let last = !matches!(incoming, Incoming::Message { .. });
+        if tx.send(incoming).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+fn log_noise(shard_id: &str, reason: &NoiseReason, bytes: &[u8]) {
+    info!(shard_id, %reason, line = %truncate_for_log(bytes), "skipping unexpected line on the child's stdout");
 }

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use super::checkpointer::{CheckpointStore, ShardCheckpointer};
 use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher};
 use crate::lease::{Lease, LeaseError, LeaseStore};
-use crate::protocol::session::Action;
+use crate::protocol::messages::Action;
 use crate::sequence::{ExtendedSequenceNumber, Position};
 use crate::stream::{ChildShard, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
 
@@ -215,7 +215,7 @@ impl Consumer {
         let mut processor =
             self.ctx.launcher.launch(self.shard_id()).await.map_err(|e| ConsumerOutcome::Failed(e.into()))?;
         let checkpoint = self.ctx.lease.checkpoint.clone();
-        let action = Action::Initialize { shard_id: &self.ctx.lease.key, checkpoint: &checkpoint };
+        let action = Action::Initialize { checkpoint: Some(&checkpoint) };
         if let Err(e) = processor.perform(action, None).await {
             processor.shutdown().await;
             return Err(ConsumerOutcome::Failed(e.into()));

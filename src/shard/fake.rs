@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher};
-use crate::protocol::session::Action;
+use crate::protocol::messages::Action;
 use crate::protocol::{CheckpointError, CheckpointRequest, Checkpointer};
 
 /// One event a fake processor saw.
@@ -133,7 +133,9 @@ impl ProcessorConnection for FakeProcessor {
         checkpointer: Option<&mut (dyn Checkpointer + '_)>,
     ) -> Result<(), ProcessorFailure> {
         match action {
-            Action::Initialize { checkpoint, .. } => self.push(FakeEvent::Initialize(checkpoint.to_string())),
+            Action::Initialize { checkpoint } => {
+                self.push(FakeEvent::Initialize(checkpoint.map(ToString::to_string).unwrap_or_default()));
+            }
             Action::ProcessRecords { records, .. } => {
                 self.batches += 1;
                 if self.fail_after.is_some_and(|n| self.batches > n) {

@@ -10,3 +10,4 @@ pub mod consumer;
 pub mod processor;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
+pub mod process;

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use crate::protocol::session::Action;
+use crate::protocol::messages::Action;
 use crate::protocol::Checkpointer;
 
 /// Why a processor could not be used any more. Affects only its own shard.

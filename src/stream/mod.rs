@@ -9,6 +9,11 @@
 //! [`memory`] holds an in-memory reader for tests; [`shards`] lists shards (ListShards with
 //! paging and ShardFilter) for shard sync.
 
+pub mod backoff;
+pub mod errors;
+pub mod filter;
+pub mod kinesis;
+pub mod kpl;
 pub mod memory;
 pub mod polling;
 pub mod shards;

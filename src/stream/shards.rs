@@ -1,7 +1,17 @@
-//! Listing the shards of a stream (ListShards with paging and ShardFilter).
+//! Listing the shards of a stream (ListShards with paging and ShardFilter), and a cache of
+//! shard hash-key ranges.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_kinesis::operation::list_shards::builders::ListShardsFluentBuilder;
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::{self, ShardFilterType};
 
+use super::errors::{classify, describe, ErrorClass, Operation};
+use super::kinesis::{hash_key_range, without_sdk_retries, StreamRef};
 use super::StreamError;
 use crate::lease::HashKeyRange;
 use crate::sequence::SequenceNumber;
@@ -54,4 +64,223 @@ pub enum ShardFilter {
 pub trait ShardLister: Send + Sync + 'static {
     /// Every shard matching `filter`, following NextToken pages.
     async fn list_shards(&self, filter: ShardFilter) -> Result<Vec<Shard>, StreamError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// ListShards against Kinesis.
+
+/// Defaults for [`ListShardsSettings`] (the Java KCL's).
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `listShardsBackoffTimeInMillis`.
+    pub const LIST_SHARDS_BACKOFF: Duration = Duration::from_millis(1500);
+    /// `maxListShardsRetryAttempts`.
+    pub const MAX_LIST_SHARDS_RETRY_ATTEMPTS: u32 = 50;
+    /// ListShards `MaxResults` per page (the API maximum).
+    pub const PAGE_SIZE: i32 = 1000;
+    /// Time limit for one ListShards call.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+/// How [`KinesisShardLister`] pages and retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListShardsSettings {
+    /// Wait between attempts (`listShardsBackoffTimeInMillis`, 1500 ms). Fixed, like the KCL.
+    pub backoff: Duration,
+    /// Attempts before giving up (`maxListShardsRetryAttempts`, 50). Every failed call counts,
+    /// across pages of one listing.
+    pub max_attempts: u32,
+    /// `MaxResults` per page (1000).
+    pub page_size: i32,
+    /// Time limit for one call; a call that takes longer counts as a transient failure.
+    pub request_timeout: Duration,
+}
+
+impl Default for ListShardsSettings {
+    fn default() -> Self {
+        Self {
+            backoff: defaults::LIST_SHARDS_BACKOFF,
+            max_attempts: defaults::MAX_LIST_SHARDS_RETRY_ATTEMPTS,
+            page_size: defaults::PAGE_SIZE,
+            request_timeout: defaults::REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl ListShardsSettings {
+    /// The settings of a daemon configuration.
+    #[must_use]
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            backoff: config.list_shards_backoff,
+            max_attempts: config.max_list_shards_retry_attempts.max(1),
+            ..Self::default()
+        }
+    }
+}
+
+/// Lists shards with `ListShards`: stream (name or ARN) and ShardFilter on the first page,
+/// only `NextToken` on later pages (the API rejects both together). Throttling
+/// (`LimitExceededException`), transient errors and `ResourceInUseException` (stream being
+/// created or updated) are retried after a fixed backoff up to the attempt limit; an expired
+/// `NextToken` restarts the listing from the first page. A missing stream is
+/// [`StreamError::NotFound`].
+///
+/// Note: kinesis-local drops the ShardFilter after the first page, so a filtered listing
+/// that spans several pages returns more shards there than real Kinesis would.
+#[derive(Debug, Clone)]
+pub struct KinesisShardLister {
+    client: aws_sdk_kinesis::Client,
+    stream: StreamRef,
+    settings: ListShardsSettings,
+}
+
+impl KinesisShardLister {
+    /// A lister for `stream`. `client`'s own retries are switched off (this type retries).
+    #[must_use]
+    pub fn new(client: &aws_sdk_kinesis::Client, stream: StreamRef, settings: ListShardsSettings) -> Self {
+        Self { client: without_sdk_retries(client), stream, settings }
+    }
+
+    fn request(&self, filter: &ShardFilter, next_token: Option<&str>) -> ListShardsFluentBuilder {
+        let request = self.client.list_shards().max_results(self.settings.page_size);
+        match next_token {
+            Some(token) => request.next_token(token),
+            None => request
+                .set_stream_name(self.stream.name_param())
+                .set_stream_arn(self.stream.arn_param())
+                .set_shard_filter(sdk_filter(filter)),
+        }
+    }
+
+    fn dependency(&self, message: String) -> StreamError {
+        StreamError::Dependency { shard_id: String::new(), operation: Operation::ListShards.name(), message }
+    }
+}
+
+fn sdk_filter(filter: &ShardFilter) -> Option<types::ShardFilter> {
+    let (kind, timestamp) = match filter {
+        ShardFilter::All => return None,
+        ShardFilter::AtTrimHorizon => (ShardFilterType::AtTrimHorizon, None),
+        ShardFilter::AtLatest => (ShardFilterType::AtLatest, None),
+        ShardFilter::AtTimestamp(ms) => (ShardFilterType::AtTimestamp, Some(DateTime::from_millis(*ms))),
+    };
+    types::ShardFilter::builder().r#type(kind).set_timestamp(timestamp).build().ok()
+}
+
+/// Maps a ListShards shard.
+///
+/// # Errors
+/// A message when the shard lacks its hash-key range or sequence-number range.
+pub fn shard_from_sdk(shard: &types::Shard) -> Result<Shard, String> {
+    let id = shard.shard_id();
+    let range = shard.hash_key_range().ok_or_else(|| format!("shard {id} has no HashKeyRange"))?;
+    let seq = shard.sequence_number_range().ok_or_else(|| format!("shard {id} has no SequenceNumberRange"))?;
+    let starting = SequenceNumber::parse(seq.starting_sequence_number())
+        .ok_or_else(|| format!("shard {id}: invalid StartingSequenceNumber {:?}", seq.starting_sequence_number()))?;
+    let ending = match seq.ending_sequence_number() {
+        Some(text) => Some(
+            SequenceNumber::parse(text).ok_or_else(|| format!("shard {id}: invalid EndingSequenceNumber {text:?}"))?,
+        ),
+        None => None,
+    };
+    Ok(Shard {
+        shard_id: id.to_owned(),
+        parent_shard_id: shard.parent_shard_id().map(str::to_owned),
+        adjacent_parent_shard_id: shard.adjacent_parent_shard_id().map(str::to_owned),
+        hash_key_range: hash_key_range(range),
+        starting_sequence_number: starting,
+        ending_sequence_number: ending,
+    })
+}
+
+#[async_trait]
+impl ShardLister for KinesisShardLister {
+    async fn list_shards(&self, filter: ShardFilter) -> Result<Vec<Shard>, StreamError> {
+        let mut failures = 0_u32;
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let call = self.request(&filter, next_token.as_deref()).send();
+            let (class, message) = match tokio::time::timeout(self.settings.request_timeout, call).await {
+                Ok(Ok(page)) => {
+                    for shard in page.shards() {
+                        shards.push(shard_from_sdk(shard).map_err(|m| self.dependency(m))?);
+                    }
+                    match page.next_token() {
+                        Some(token) => next_token = Some(token.to_owned()),
+                        None => return Ok(shards),
+                    }
+                    continue;
+                }
+                Ok(Err(error)) => (classify(Operation::ListShards, &error), describe(&error)),
+                Err(_) => (ErrorClass::Transient, format!("timed out after {:?}", self.settings.request_timeout)),
+            };
+            match class {
+                ErrorClass::NotFound => {
+                    return Err(StreamError::NotFound { shard_id: String::new(), message });
+                }
+                ErrorClass::Fatal | ErrorClass::InvalidIterator => return Err(self.dependency(message)),
+                ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::ExpiredIterator => {}
+            }
+            failures += 1;
+            if failures >= self.settings.max_attempts {
+                return Err(self.dependency(format!("giving up after {failures} attempts: {message}")));
+            }
+            if class == ErrorClass::ExpiredIterator {
+                tracing::info!(stream = %self.stream.name, "ListShards NextToken expired; listing again from the start");
+                shards.clear();
+                next_token = None;
+            } else {
+                tracing::warn!(
+                    stream = %self.stream.name, ?class, attempt = failures, error = %message,
+                    "ListShards failed; retrying in {:?}", self.settings.backoff
+                );
+            }
+            tokio::time::sleep(self.settings.backoff).await;
+        }
+    }
+}
+
+/// Hash-key ranges of the stream's shards, looked up through a [`ShardLister`] and cached;
+/// a shard not in the cache triggers one full listing. Used for the KCL's KPL hash-range
+/// check (see [`super::kpl`]).
+pub struct ShardHashRanges {
+    lister: Arc<dyn ShardLister>,
+    cache: tokio::sync::Mutex<HashMap<String, HashKeyRange>>,
+}
+
+impl std::fmt::Debug for ShardHashRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardHashRanges").finish_non_exhaustive()
+    }
+}
+
+impl ShardHashRanges {
+    /// An empty cache over `lister`.
+    #[must_use]
+    pub fn new(lister: Arc<dyn ShardLister>) -> Self {
+        Self { lister, cache: tokio::sync::Mutex::new(HashMap::new()) }
+    }
+
+    /// The range of `shard_id`; `None` if the shard is unknown even after a fresh listing, or
+    /// the listing failed (logged; the caller then skips the range check, as the KCL does
+    /// when it does not know the shard).
+    pub async fn get(&self, shard_id: &str) -> Option<HashKeyRange> {
+        let mut cache = self.cache.lock().await;
+        if let Some(range) = cache.get(shard_id) {
+            return Some(range.clone());
+        }
+        match self.lister.list_shards(ShardFilter::All).await {
+            Ok(shards) => {
+                *cache = shards.into_iter().map(|s| (s.shard_id, s.hash_key_range)).collect();
+                cache.get(shard_id).cloned()
+            }
+            Err(error) => {
+                tracing::warn!(shard_id, %error, "cannot look up the shard's hash-key range; KPL range check skipped");
+                None
+            }
+        }
+    }
 }

@@ -21,21 +21,93 @@ pub mod sequence;
 pub mod shard;
 pub mod stream;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
-/// Why the daemon stopped with a failure (exit code 1).
+use crate::config::{Config, RetrievalMode};
+use crate::lease::dynamodb::DynamoLeaseStore;
+use crate::scheduler::{Scheduler, SchedulerError};
+use crate::shard::process::ChildLauncher;
+use crate::stream::kinesis::StreamRef;
+use crate::stream::polling::{PollingReaderFactory, PollingSettings};
+use crate::stream::shards::{KinesisShardLister, ListShardsSettings, ShardLister};
+
+/// How long a record processor may take to exit after its stdin is closed, and again
+/// after SIGTERM, before it is killed.
+const CHILD_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon stopped with a failure.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Placeholder while the engine is being built.
-    #[error("the engine is not wired yet")]
-    NotWired,
+    /// The AWS clients could not be built (e.g. no region).
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
+    /// The worker failed (start-up or a fleet-level condition).
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// The configuration asks for something this version cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl RunError {
+    /// True when the failure is the configuration's (exit code 78, not worth restarting).
+    #[must_use]
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, Self::Aws(aws::AwsError::NoRegion { .. }) | Self::Unsupported(_))
+            || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
+    }
+}
+
+/// The default worker id: the host name plus a short random part, unique per process and
+/// readable in logs (Java uses a bare random UUID).
+#[must_use]
+pub fn default_worker_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 /// Runs the daemon until `shutdown` is cancelled (graceful stop) or a fatal error occurs.
 ///
 /// # Errors
-/// A [`RunError`] when the daemon cannot continue.
-pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let _ = (config, shutdown);
-    Err(RunError::NotWired)
+/// A [`RunError`] when the daemon cannot start or must stop.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    if config.retrieval_mode == RetrievalMode::FanOut {
+        return Err(RunError::Unsupported(format!(
+            "{}: retrievalMode resolves to FANOUT (enhanced fan-out), which this version of multilangd does not \
+             support yet; set `retrievalMode = POLLING` (or any polling key such as maxRecords)",
+            config.source.display()
+        )));
+    }
+    let config = Arc::new(config);
+    let clients = aws::clients(&config).await?;
+    let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
+    let store = Arc::new(DynamoLeaseStore::new(
+        clients.dynamodb.clone(),
+        config.table_name.clone(),
+        format!("{}-CoordinatorState", config.application_name),
+    ));
+    let stream = StreamRef::from_config(&config);
+    let list_settings = ListShardsSettings {
+        backoff: config.list_shards_backoff,
+        max_attempts: config.max_list_shards_retry_attempts,
+        ..ListShardsSettings::default()
+    };
+    let lister: Arc<dyn ShardLister> = Arc::new(KinesisShardLister::new(&clients.kinesis, stream.clone(), list_settings));
+    let readers_stop = CancellationToken::new();
+    let readers =
+        PollingReaderFactory::new(&clients.kinesis, stream, PollingSettings::from_config(&config), readers_stop.clone())
+            .with_kpl_hash_range_check(lister.clone());
+    let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
+    let scheduler =
+        Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher));
+    let result = scheduler.run(shutdown).await;
+    readers_stop.cancel();
+    result.map_err(RunError::from)
 }

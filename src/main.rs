@@ -196,7 +196,7 @@ fn daemon(cli: &Cli) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!("{}", chain(&e));
-                ExitCode::from(EXIT_RUNTIME)
+                ExitCode::from(if e.is_config_error() { EXIT_CONFIG } else { EXIT_RUNTIME })
             }
         }
     })

@@ -11,6 +11,8 @@
 
 pub mod backoff;
 pub mod errors;
+#[cfg(test)]
+pub(crate) mod fake_kinesis;
 pub mod filter;
 pub mod kinesis;
 pub mod kpl;

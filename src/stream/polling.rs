@@ -629,6 +629,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn kpl_hash_range_check_drops_foreign_aggregates() {
+        use crate::stream::kpl::test_encoder::aggregate;
+        let lister = crate::stream::memory::InMemoryStream::new();
+        let shard_id = lister.add_root_shard(crate::lease::HashKeyRange { starting: "0".into(), ending: "10".into() });
+        let foreign = aggregate(&["a"], &[], &[(0, None, b"md5 of a is far above 10")]);
+        let own = aggregate(&["a"], &["5"], &[(0, Some(0), b"explicit hash key 5")]);
+        let fake = FakeKinesis::default();
+        fake.push("GetShardIterator", 200, iterator("it-1"));
+        fake.push(
+            "GetRecords",
+            200,
+            records(
+                vec![record("1", &foreign), record("2", b"plain records are never dropped"), record("3", &own)],
+                "it-2",
+                0,
+            ),
+        );
+        let factory =
+            PollingReaderFactory::new(&fake.client(), StreamRef::by_name("s"), settings(0), CancellationToken::new())
+                .with_kpl_hash_range_check(Arc::new(lister));
+        let mut reader = factory.open(&shard_id, StartingPosition::TrimHorizon).await.unwrap();
+        let batch = next(&mut reader).await.unwrap();
+        assert_eq!(seqs(&batch), vec![("2".into(), 0), ("3".into(), 0)]);
+        assert_eq!(&batch.records[1].data[..], b"explicit hash key 5");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shard_end_delivers_last_records_with_children() {
         let fake = FakeKinesis::default();
         fake.push("GetShardIterator", 200, iterator("it-1"));

@@ -6,7 +6,8 @@
 //! * readers honour [`StartingPosition`] (a checkpoint inside a KPL aggregate resumes with
 //!   the next user record) and `max_records` (counted in user records here);
 //! * a closed shard's last batch carries `shard_end: Some(children)`; a deleted shard ends
-//!   with no children; reading after the end is an error;
+//!   with no children, and so does a shard that does not exist (as with Kinesis'
+//!   `ResourceNotFoundException`); reading after the end is an error;
 //! * readers see records put after they were opened (reads are live);
 //! * every read after the first waits the configured idle time (default 10 ms), so a
 //!   consumer loop over empty batches does not spin.

@@ -7,10 +7,14 @@
 //! already filtered: nothing at or below the starting checkpoint is returned.
 //!
 //! [`memory`] holds an in-memory reader for tests; [`shards`] lists shards (ListShards with
-//! paging and ShardFilter) for shard sync.
+//! paging and ShardFilter) for shard sync. Shared by the retrieval modes: [`kinesis`] (SDK
+//! mapping), [`kpl`] (deaggregation), [`filter`] (checkpoint filtering), [`errors`] (error
+//! classification) and [`backoff`].
 
 pub mod backoff;
 pub mod errors;
+#[cfg(test)]
+pub(crate) mod fake_kinesis;
 pub mod filter;
 pub mod kinesis;
 pub mod kpl;

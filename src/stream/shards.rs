@@ -284,3 +284,172 @@ impl ShardHashRanges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::stream::fake_kinesis::FakeKinesis;
+
+    fn shard(id: &str, parent: Option<&str>, end: Option<&str>) -> Value {
+        let mut range = json!({"StartingSequenceNumber": "100"});
+        if let Some(end) = end {
+            range["EndingSequenceNumber"] = json!(end);
+        }
+        let mut s = json!({"ShardId": id, "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": "99"},
+                           "SequenceNumberRange": range});
+        if let Some(parent) = parent {
+            s["ParentShardId"] = json!(parent);
+        }
+        s
+    }
+
+    fn page(shards: Vec<Value>, next: Option<&str>) -> Value {
+        match next {
+            Some(token) => json!({"Shards": shards, "NextToken": token}),
+            None => json!({"Shards": shards}),
+        }
+    }
+
+    fn lister(fake: &FakeKinesis, max_attempts: u32) -> KinesisShardLister {
+        let settings = ListShardsSettings {
+            backoff: Duration::from_millis(1500),
+            max_attempts,
+            page_size: 2,
+            request_timeout: Duration::from_secs(5),
+        };
+        KinesisShardLister::new(&fake.client(), StreamRef::by_name("s"), settings)
+    }
+
+    fn ids(shards: &[Shard]) -> Vec<&str> {
+        shards.iter().map(|s| s.shard_id.as_str()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pages_send_the_filter_only_on_the_first_request() {
+        let fake = FakeKinesis::default();
+        fake.push(
+            "ListShards",
+            200,
+            page(vec![shard("a", None, Some("150")), shard("b", Some("a"), None)], Some("t1")),
+        )
+        .push("ListShards", 200, page(vec![shard("c", Some("a"), None)], None));
+        let shards = lister(&fake, 50).list_shards(ShardFilter::AtLatest).await.unwrap();
+        assert_eq!(ids(&shards), ["a", "b", "c"]);
+        assert!(shards[0].is_closed());
+        assert_eq!(shards[0].ending_sequence_number.as_ref().unwrap().as_str(), "150");
+        assert_eq!(shards[1].parents().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(shards[2].hash_key_range.ending, "99");
+
+        let calls = fake.calls("ListShards");
+        assert_eq!(calls[0].body["StreamName"], "s");
+        assert_eq!(calls[0].body["ShardFilter"]["Type"], "AT_LATEST");
+        assert_eq!(calls[0].body["MaxResults"], 2);
+        assert!(calls[0].body.get("NextToken").is_none());
+        assert_eq!(calls[1].body["NextToken"], "t1");
+        assert_eq!(calls[1].body["MaxResults"], 2);
+        assert!(calls[1].body.get("StreamName").is_none() && calls[1].body.get("ShardFilter").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn filters_map_to_the_api() {
+        let cases = [
+            (ShardFilter::AtTrimHorizon, json!({"Type": "AT_TRIM_HORIZON"})),
+            (ShardFilter::AtTimestamp(1_700_000_000_000), json!({"Type": "AT_TIMESTAMP", "Timestamp": 1_700_000_000})),
+        ];
+        for (filter, expected) in cases {
+            let fake = FakeKinesis::default();
+            fake.push("ListShards", 200, page(vec![], None));
+            lister(&fake, 1).list_shards(filter).await.unwrap();
+            assert_eq!(fake.calls("ListShards")[0].body["ShardFilter"], expected);
+        }
+        let fake = FakeKinesis::default();
+        fake.push("ListShards", 200, page(vec![], None));
+        let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/s";
+        let by_arn = StreamRef { name: "s".into(), arn: Some(arn.into()) };
+        KinesisShardLister::new(&fake.client(), by_arn, ListShardsSettings::default())
+            .list_shards(ShardFilter::All)
+            .await
+            .unwrap();
+        let body = &fake.calls("ListShards")[0].body;
+        assert_eq!(body["StreamARN"], arn);
+        assert!(body.get("StreamName").is_none() && body.get("ShardFilter").is_none());
+        assert_eq!(body["MaxResults"], 1000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_and_resource_in_use_are_retried_after_the_backoff() {
+        let fake = FakeKinesis::default();
+        fake.push("ListShards", 200, page(vec![shard("a", None, None)], Some("t1")))
+            .error("ListShards", 400, "LimitExceededException")
+            .error("ListShards", 400, "ResourceInUseException")
+            .push("ListShards", 200, page(vec![shard("b", None, None)], None));
+        let started = tokio::time::Instant::now();
+        let shards = lister(&fake, 50).list_shards(ShardFilter::All).await.unwrap();
+        assert_eq!(ids(&shards), ["a", "b"]);
+        assert!(started.elapsed() >= Duration::from_millis(3000));
+        let calls = fake.calls("ListShards");
+        assert_eq!(calls.len(), 4);
+        // The retried page is the same page: NextToken again, not the first page.
+        assert!(calls[1..].iter().all(|c| c.body["NextToken"] == "t1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_max_attempts() {
+        let fake = FakeKinesis::default();
+        fake.fallback("ListShards", 400, json!({"__type": "LimitExceededException", "message": "slow down"}));
+        let error = lister(&fake, 3).list_shards(ShardFilter::All).await.unwrap_err();
+        match error {
+            StreamError::Dependency { operation, message, .. } => {
+                assert_eq!(operation, "ListShards");
+                assert!(message.contains("3 attempts") && message.contains("LimitExceededException"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(fake.calls("ListShards").len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missing_stream_and_fatal_errors_are_not_retried() {
+        let fake = FakeKinesis::default();
+        fake.error("ListShards", 400, "ResourceNotFoundException");
+        assert!(matches!(lister(&fake, 50).list_shards(ShardFilter::All).await, Err(StreamError::NotFound { .. })));
+        let fake = FakeKinesis::default();
+        fake.error("ListShards", 400, "AccessDeniedException");
+        assert!(matches!(lister(&fake, 50).list_shards(ShardFilter::All).await, Err(StreamError::Dependency { .. })));
+        assert_eq!(fake.calls("ListShards").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_next_token_restarts_the_listing() {
+        let fake = FakeKinesis::default();
+        fake.push("ListShards", 200, page(vec![shard("a", None, None)], Some("t1")))
+            .error("ListShards", 400, "ExpiredNextTokenException")
+            .push("ListShards", 200, page(vec![shard("a", None, None)], Some("t2")))
+            .push("ListShards", 200, page(vec![shard("b", None, None)], None));
+        let shards = lister(&fake, 50).list_shards(ShardFilter::AtLatest).await.unwrap();
+        assert_eq!(ids(&shards), ["a", "b"]);
+        let calls = fake.calls("ListShards");
+        assert_eq!(calls[2].body["StreamName"], "s");
+        assert_eq!(calls[2].body["ShardFilter"]["Type"], "AT_LATEST");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hash_ranges_are_cached_and_refreshed_on_a_miss() {
+        let fake = FakeKinesis::default();
+        fake.push("ListShards", 200, page(vec![shard("a", None, None)], None)).push(
+            "ListShards",
+            200,
+            page(vec![shard("a", None, None), shard("b", None, None)], None),
+        );
+        let ranges = ShardHashRanges::new(Arc::new(lister(&fake, 1)));
+        assert_eq!(ranges.get("a").await.unwrap().ending, "99");
+        assert!(ranges.get("a").await.is_some());
+        assert_eq!(fake.calls("ListShards").len(), 1);
+        assert!(ranges.get("b").await.is_some());
+        assert_eq!(fake.calls("ListShards").len(), 2);
+        // A failed lookup is not fatal: no range, no check.
+        assert!(ranges.get("c").await.is_none());
+    }
+}

@@ -99,14 +99,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         max_attempts: config.max_list_shards_retry_attempts,
         ..ListShardsSettings::default()
     };
-    let lister: Arc<dyn ShardLister> = Arc::new(KinesisShardLister::new(&clients.kinesis, stream.clone(), list_settings));
+    let lister: Arc<dyn ShardLister> =
+        Arc::new(KinesisShardLister::new(&clients.kinesis, stream.clone(), list_settings));
     let readers_stop = CancellationToken::new();
-    let readers =
-        PollingReaderFactory::new(&clients.kinesis, stream, PollingSettings::from_config(&config), readers_stop.clone())
-            .with_kpl_hash_range_check(lister.clone());
+    let readers = PollingReaderFactory::new(
+        &clients.kinesis,
+        stream,
+        PollingSettings::from_config(&config),
+        readers_stop.clone(),
+    )
+    .with_kpl_hash_range_check(lister.clone());
     let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
-    let scheduler =
-        Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher));
+    let scheduler = Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher));
     let result = scheduler.run(shutdown).await;
     readers_stop.cancel();
     result.map_err(RunError::from)

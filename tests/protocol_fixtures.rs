@@ -365,12 +365,8 @@ fn replay(fixture: &Fixture) -> Result<(), String> {
     runtime.block_on(async {
         let (daemon_stdin, child_stdin) = tokio::io::duplex(PIPE);
         let (child_stdout, daemon_stdout) = tokio::io::duplex(PIPE);
-        let child = tokio::spawn(run_child(
-            fixture.steps.clone(),
-            child_stdin,
-            child_stdout,
-            fixture.expect != Expect::Ok,
-        ));
+        let child =
+            tokio::spawn(run_child(fixture.steps.clone(), child_stdin, child_stdout, fixture.expect != Expect::Ok));
         let outcome = run_driver(fixture, daemon_stdin, daemon_stdout).await;
         let child = child.await.map_err(|e| format!("child task: {e}"))?;
         child?;

@@ -118,7 +118,9 @@ impl Scheduler {
     fn consumer_settings(&self) -> ConsumerSettings {
         ConsumerSettings {
             parent_shard_poll_interval: self.config.parent_shard_poll_interval,
-            call_process_records_even_for_empty_record_list: self.config.call_process_records_even_for_empty_record_list,
+            call_process_records_even_for_empty_record_list: self
+                .config
+                .call_process_records_even_for_empty_record_list,
             at_timestamp_millis: match self.config.initial_position {
                 InitialPosition::AtTimestamp { epoch_millis } => Some(epoch_millis),
                 _ => None,
@@ -357,7 +359,6 @@ fn log_progress(shards: &HashMap<String, ShardState>, running: &HashMap<String, 
     }
 }
 
-
 /// Checkpoints of one lease tenure, written through the renewer (conditioned on the held
 /// counter; refused without a write once the tenure is over).
 struct TenureCheckpoints {
@@ -380,3 +381,6 @@ impl CheckpointStore for TenureCheckpoints {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

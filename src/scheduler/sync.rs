@@ -60,9 +60,8 @@ fn filter_for(position: InitialPosition) -> ShardFilter {
 pub fn check_coverage(shards: &[Shard]) -> Result<(), String> {
     let mut ranges = Vec::with_capacity(shards.len());
     for shard in shards {
-        let parse = |s: &str| {
-            s.parse::<u128>().map_err(|_| format!("shard {} has an invalid hash key {s:?}", shard.shard_id))
-        };
+        let parse =
+            |s: &str| s.parse::<u128>().map_err(|_| format!("shard {} has an invalid hash key {s:?}", shard.shard_id));
         ranges.push((parse(&shard.hash_key_range.starting)?, parse(&shard.hash_key_range.ending)?));
     }
     ranges.sort_unstable();
@@ -90,8 +89,10 @@ pub fn check_coverage(shards: &[Shard]) -> Result<(), String> {
 pub fn lease_for_shard(shard: &Shard, checkpoint: ExtendedSequenceNumber) -> Lease {
     let mut lease = Lease::new(shard.shard_id.clone(), checkpoint);
     lease.parent_shard_ids = shard.parents().map(str::to_owned).collect();
-    lease.hash_key_range =
-        Some(HashKeyRange { starting: shard.hash_key_range.starting.clone(), ending: shard.hash_key_range.ending.clone() });
+    lease.hash_key_range = Some(HashKeyRange {
+        starting: shard.hash_key_range.starting.clone(),
+        ending: shard.hash_key_range.ending.clone(),
+    });
     lease
 }
 

@@ -72,6 +72,20 @@ impl FakeLauncher {
         self.events.lock().map(|e| e.get(shard_id).cloned().unwrap_or_default()).unwrap_or_default()
     }
 
+    /// The sequence numbers of the records a shard's processors saw, without the
+    /// redeliveries after a restart that were already seen (first occurrence order).
+    #[must_use]
+    pub fn records_seen_ordered(&self, shard_id: &str) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.events(shard_id)
+            .into_iter()
+            .filter_map(|e| match e {
+                FakeEvent::Record(seq, sub) => seen.insert((seq.clone(), sub)).then_some(seq),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// How many processors were started for a shard.
     #[must_use]
     pub fn launches(&self, shard_id: &str) -> usize {

@@ -7,7 +7,7 @@
 
 pub mod checkpointer;
 pub mod consumer;
-pub mod processor;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod process;
+pub mod processor;

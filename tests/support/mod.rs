@@ -2,6 +2,7 @@
 //! daemon) and small utilities. Each integration test file includes this with `mod support;`.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod emulators;
 
 use std::path::PathBuf;

@@ -1,0 +1,261 @@
+//! Running daemons (multilangd or the reference Java MultiLangDaemon) against private
+//! emulators, and reading the lease table, for end-to-end tests.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use super::{multilangd_bin, repo_dir};
+
+/// Properties for a daemon on local emulators, in the Java daemon's syntax.
+#[derive(Clone, Debug)]
+pub struct Props {
+    entries: BTreeMap<String, String>,
+}
+
+impl Props {
+    /// The keys every test needs: polling, TRIM_HORIZON, local endpoints, no metrics.
+    pub fn local(app: &str, stream: &str, executable: &str, kinesis: &str, dynamodb: &str) -> Self {
+        let mut entries = BTreeMap::new();
+        for (k, v) in [
+            ("executableName", executable),
+            ("streamName", stream),
+            ("applicationName", app),
+            ("AWSCredentialsProvider", "DefaultAWSCredentialsProviderChain"),
+            ("processingLanguage", "python/3.11"),
+            ("initialPositionInStream", "TRIM_HORIZON"),
+            ("regionName", "us-east-1"),
+            ("kinesisEndpoint", kinesis),
+            ("dynamoDBEndpoint", dynamodb),
+            ("metricsLevel", "NONE"),
+            ("retrievalMode", "POLLING"),
+            ("idleTimeBetweenReadsInMillis", "200"),
+            ("shardSyncIntervalMillis", "1000"),
+            ("parentShardPollIntervalMillis", "1000"),
+        ] {
+            entries.insert(k.to_owned(), v.to_owned());
+        }
+        Self { entries }
+    }
+
+    /// Sets (or replaces) a key.
+    #[must_use]
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        self.entries.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// Writes the file.
+    pub fn write(&self, path: &Path) -> PathBuf {
+        let mut text = String::new();
+        for (k, v) in &self.entries {
+            let _ = writeln!(text, "{k} = {v}");
+        }
+        std::fs::write(path, text).expect("write properties");
+        path.to_owned()
+    }
+}
+
+/// Which daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// This repository's binary.
+    Multilangd,
+    /// The reference Java MultiLangDaemon 2.5.8.
+    Java,
+}
+
+/// A running daemon in its own process group; killed (group) on drop.
+pub struct Daemon {
+    /// Which daemon.
+    pub kind: Kind,
+    /// Its stderr+stdout log.
+    pub log: PathBuf,
+    /// When it was started.
+    pub started: Instant,
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Starts `kind` with `props`, logging to `log`.
+    pub fn start(kind: Kind, props: &Path, log: &Path) -> Self {
+        let out = std::fs::File::create(log).expect("create daemon log");
+        let err = out.try_clone().expect("clone log");
+        let mut command = match kind {
+            Kind::Multilangd => {
+                let mut c = Command::new(multilangd_bin());
+                c.arg("--properties-file").arg(props).env("RUST_LOG", "info");
+                c
+            }
+            Kind::Java => {
+                let mut c = Command::new("bash");
+                c.arg(repo_dir().join("scripts/run-java-daemon.sh")).arg(props);
+                c
+            }
+        };
+        command
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_REGION", "us-east-1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {kind:?}: {e}"));
+        Self { kind, log: log.to_owned(), started: Instant::now(), child, exited: None }
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits")
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM to the daemon only (not its children: like systemd's KillMode=mixed)
+    /// and waits for it to exit.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+        self.wait(within)
+    }
+
+    /// SIGKILL to the daemon process only, as `kill -9` would; its children are orphaned.
+    pub fn kill9(&mut self) {
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        self.exited = Some(self.child.wait().expect("reap"));
+    }
+
+    /// Waits for the exit.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exited = Some(status);
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("{:?} did not exit within {within:?}; log:\n{}", self.kind, tail(&self.log_text(), 60));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `check` every 100 ms until it returns true or `within` passes (then panics with
+/// `what` and `context()`).
+pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}\n{}", context());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SDK clients for the emulators.
+pub async fn clients(kinesis: &str, dynamodb: &str) -> (aws_sdk_kinesis::Client, aws_sdk_dynamodb::Client) {
+    let creds = aws_sdk_dynamodb::config::Credentials::new("x", "x", None, None, "test");
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let k = aws_sdk_kinesis::config::Builder::from(&base).endpoint_url(kinesis).build();
+    let d = aws_sdk_dynamodb::config::Builder::from(&base).endpoint_url(dynamodb).build();
+    (aws_sdk_kinesis::Client::from_conf(k), aws_sdk_dynamodb::Client::from_conf(d))
+}
+
+/// Every item of a table (empty if the table does not exist).
+pub async fn items(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = match ddb.scan().table_name(table).set_exclusive_start_key(start).send().await {
+            Ok(page) => page,
+            Err(_) => return out,
+        };
+        out.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return out,
+        }
+    }
+}
+
+/// `leaseKey` → (`leaseOwner`, `checkpoint`) of every lease item.
+pub async fn leases(ddb: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, (Option<String>, String)> {
+    items(ddb, table)
+        .await
+        .into_iter()
+        .filter_map(|item| {
+            let key = item.get("leaseKey")?.as_s().ok()?.clone();
+            let owner = item.get("leaseOwner").and_then(|v| v.as_s().ok()).cloned();
+            let checkpoint = item.get("checkpoint").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            Some((key, (owner, checkpoint)))
+        })
+        .collect()
+}
+
+/// The DynamoDB type letter of an attribute value (S, N, SS, B, ...).
+pub fn type_of(value: &AttributeValue) -> &'static str {
+    match value {
+        AttributeValue::S(_) => "S",
+        AttributeValue::N(_) => "N",
+        AttributeValue::B(_) => "B",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::L(_) => "L",
+        AttributeValue::M(_) => "M",
+        _ => "?",
+    }
+}
+
+/// Runs the producer: `count` records into `stream` (created with `shards` shards if
+/// missing), writing its ledger to `ledger`.
+pub fn produce(kinesis: &str, stream: &str, shards: u32, count: usize, ledger: &Path) {
+    let output = Command::new(super::python())
+        .arg(repo_dir().join("sample-apps/producer/taxi_producer.py"))
+        .args(["--endpoint", kinesis, "--stream", stream, "--create-stream", &shards.to_string()])
+        .args(["--count", &count.to_string(), "--progress-interval", "30", "--ledger"])
+        .arg(ledger)
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .output()
+        .expect("run the producer");
+    assert!(
+        output.status.success(),
+        "producer failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

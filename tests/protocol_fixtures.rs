@@ -13,6 +13,10 @@
 //! and reacts to the same child output the same way. Time is paused (Tokio test clock),
 //! so `@sleep` and `@timeout` cost nothing.
 
+// Test code: a malformed fixture should fail loudly (clippy's allow-unwrap-in-tests only
+// covers `#[test]` functions, not the harness helpers below).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -410,7 +414,7 @@ fn all_fixtures() -> Vec<PathBuf> {
 #[test]
 fn every_fixture_replays() {
     let paths = all_fixtures();
-    assert!(paths.len() >= 5, "expected the fixture set, found {}", paths.len());
+    assert!(paths.len() >= 25, "expected the fixture set, found {}", paths.len());
     let mut failures = Vec::new();
     for path in &paths {
         let fixture = parse_fixture(path);

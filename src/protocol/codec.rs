@@ -573,6 +573,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.skip_lf = self.buf[at] == b'\r';
                 self.start = at + 1;
                 self.scanned = self.start;
+                let len = at - line_start;
+                if len > self.max_line {
+                    self.prefix.clear();
+                    self.prefix.extend_from_slice(&self.buf[line_start..line_start + LOG_PREFIX_BYTES.min(len)]);
+                    return Ok(Some(Line::Overlong { prefix: &self.prefix, len: len as u64 }));
+                }
                 return Ok(Some(Line::Text(&self.buf[line_start..at])));
             }
             self.scanned = self.end;
@@ -604,7 +610,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.end == self.buf.len() {
             let cap = self.max_line + READ_CHUNK;
             let grown = (self.buf.len() * 2).clamp(READ_CHUNK.min(cap), cap);
-            self.buf.resize(grown.max(self.end + 1), 0);
+            let target = grown.max(self.end + 1);
+            // Exact, so the allocation never exceeds the bound by Vec's doubling.
+            self.buf.reserve_exact(target - self.buf.len());
+            self.buf.resize(target, 0);
         }
         let n = self.inner.read(&mut self.buf[self.end..]).await?;
         if n == 0 {
@@ -649,4 +658,529 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 /// Position of the first `\n` or `\r`.
 fn find_terminator(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n' || b == b'\r')
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use serde_json::Value;
+    use tokio::io::ReadBuf;
+
+    use super::*;
+    use crate::protocol::messages::ActionKind;
+    use crate::sequence::{ExtendedSequenceNumber, Position, SequenceNumber};
+
+    const SEQ: &str = "49590338271490256608559692538361571095921575989136588898";
+
+    fn record(data: &[u8], key: &str, sub: u64) -> Record {
+        Record {
+            data: Bytes::copy_from_slice(data),
+            partition_key: key.to_owned(),
+            sequence_number: SequenceNumber::parse(SEQ).unwrap(),
+            sub_sequence_number: sub,
+            approximate_arrival_timestamp_ms: 1_700_000_000_001,
+        }
+    }
+
+    fn encode(action: Action<'_>) -> String {
+        let mut out = Vec::new();
+        encode_action(&action, "shardId-000000000001", &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn parsed(line: &str) -> ParsedLine {
+        parse_line(line.as_bytes())
+    }
+
+    fn checkpoint(seq: Option<&str>, sub: Option<i64>) -> ParsedLine {
+        ParsedLine::Message(ChildMessage::Checkpoint(CheckpointRequest {
+            sequence_number: seq.map(str::to_owned),
+            sub_sequence_number: sub,
+        }))
+    }
+
+    fn status(response_for: Option<&str>) -> ParsedLine {
+        ParsedLine::Message(ChildMessage::Status { response_for: response_for.map(str::to_owned) })
+    }
+
+    #[test]
+    fn encodes_every_daemon_message_exactly() {
+        let position = ExtendedSequenceNumber::new(Position::TrimHorizon);
+        assert_eq!(
+            encode(Action::Initialize { checkpoint: Some(&position) }),
+            "{\"action\":\"initialize\",\"shardId\":\"shardId-000000000001\",\"sequenceNumber\":\"TRIM_HORIZON\",\"subSequenceNumber\":0}\n"
+        );
+        assert_eq!(
+            encode(Action::Initialize { checkpoint: None }),
+            "{\"action\":\"initialize\",\"shardId\":\"shardId-000000000001\",\"sequenceNumber\":null,\"subSequenceNumber\":null}\n"
+        );
+        let at = ExtendedSequenceNumber::at(SequenceNumber::parse(SEQ).unwrap(), 7);
+        assert!(encode(Action::Initialize { checkpoint: Some(&at) })
+            .ends_with(&format!("\"sequenceNumber\":\"{SEQ}\",\"subSequenceNumber\":7}}\n")));
+        let records = [record(b"hello", "pk", 0), record(b"", "k\u{e9}y", 2)];
+        assert_eq!(
+            encode(Action::ProcessRecords { records: &records, millis_behind_latest: Some(0) }),
+            format!(
+                "{{\"action\":\"processRecords\",\"records\":[\
+                 {{\"data\":\"aGVsbG8=\",\"partitionKey\":\"pk\",\"sequenceNumber\":\"{SEQ}\",\"approximateArrivalTimestamp\":1700000000001,\"subSequenceNumber\":0,\"action\":\"record\"}},\
+                 {{\"data\":\"\",\"partitionKey\":\"k\u{e9}y\",\"sequenceNumber\":\"{SEQ}\",\"approximateArrivalTimestamp\":1700000000001,\"subSequenceNumber\":2,\"action\":\"record\"}}\
+                 ],\"millisBehindLatest\":0}}\n"
+            )
+        );
+        assert_eq!(
+            encode(Action::ProcessRecords { records: &[], millis_behind_latest: None }),
+            "{\"action\":\"processRecords\",\"records\":[],\"millisBehindLatest\":null}\n"
+        );
+        assert_eq!(encode(Action::ShutdownRequested), "{\"action\":\"shutdownRequested\"}\n");
+        assert_eq!(encode(Action::LeaseLost), "{\"action\":\"leaseLost\"}\n");
+        assert_eq!(encode(Action::ShardEnded), "{\"action\":\"shardEnded\"}\n");
+
+        let mut out = Vec::new();
+        encode_checkpoint_reply(
+            &CheckpointReply { sequence_number: Some(SEQ), sub_sequence_number: Some(-3), error: None },
+            &mut out,
+        );
+        encode_checkpoint_reply(
+            &CheckpointReply { sequence_number: None, sub_sequence_number: None, error: Some("ThrottlingException") },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "{{\"action\":\"checkpoint\",\"sequenceNumber\":\"{SEQ}\",\"subSequenceNumber\":-3,\"error\":null}}\n\
+                 {{\"action\":\"checkpoint\",\"sequenceNumber\":null,\"subSequenceNumber\":null,\"error\":\"ThrottlingException\"}}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn strings_are_escaped_like_jackson() {
+        // Output of protocol-fixtures/capture/JacksonStrings.java (Jackson 2.13.5).
+        let mut input: String = (0_u8..0x20).map(char::from).collect();
+        input.push_str("\"\\/\u{7f}\u{80}\u{a0}\u{2028}\u{2029}\u{1f980}\u{feff}");
+        let mut out = Vec::new();
+        write_str(&mut out, &input);
+        let expected = "\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000B\\f\\r\\u000E\\u000F\
+                        \\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001A\\u001B\\u001C\\u001D\\u001E\\u001F\
+                        \\\"\\\\/\u{7f}\u{80}\u{a0}\u{2028}\u{2029}\u{1f980}\u{feff}\"";
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected);
+        // And it is valid JSON for the same string.
+        assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), input);
+        // serde_json agrees except for the hex case of \u00XX.
+        assert_eq!(serde_json::to_string(&input).unwrap().to_uppercase(), expected.to_uppercase());
+    }
+
+    #[test]
+    fn integers_cover_the_full_range() {
+        for (n, text) in
+            [(0_i64, "0"), (-1, "-1"), (i64::MIN, "-9223372036854775808"), (i64::MAX, "9223372036854775807")]
+        {
+            let mut out = Vec::new();
+            write_i64(&mut out, n);
+            assert_eq!(out, text.as_bytes());
+        }
+        let mut out = Vec::new();
+        write_u64(&mut out, u64::MAX);
+        assert_eq!(out, b"18446744073709551615");
+    }
+
+    fn decode_records(line: &[u8]) -> Vec<Record> {
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "exactly one line");
+        let v: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(v["action"], "processRecords");
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+                assert_eq!(keys.len(), 6);
+                Record {
+                    data: Bytes::from(
+                        base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap(),
+                    ),
+                    partition_key: r["partitionKey"].as_str().unwrap().to_owned(),
+                    sequence_number: SequenceNumber::parse(r["sequenceNumber"].as_str().unwrap()).unwrap(),
+                    sub_sequence_number: r["subSequenceNumber"].as_u64().unwrap(),
+                    approximate_arrival_timestamp_ms: r["approximateArrivalTimestamp"].as_i64().unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ten_thousand_records_round_trip() {
+        let records: Vec<Record> = (0..10_000_u32)
+            .map(|i| Record {
+                data: Bytes::from((0..(i % 300)).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>()),
+                partition_key: format!("pk-{i}-\u{e9}\n\u{1}"),
+                sequence_number: SequenceNumber::parse(&format!("{SEQ}{i}")).unwrap(),
+                sub_sequence_number: u64::from(i % 7),
+                approximate_arrival_timestamp_ms: 1_700_000_000_000 + i64::from(i),
+            })
+            .collect();
+        let mut out = Vec::new();
+        encode_action(&Action::ProcessRecords { records: &records, millis_behind_latest: Some(42) }, "s", &mut out);
+        let reserved = out.capacity();
+        assert_eq!(decode_records(&out), records);
+        // One reservation for the whole line: the hint is an upper bound.
+        assert!(process_records_len_hint(&records) >= out.len());
+        assert_eq!(out.capacity(), reserved);
+        // Re-encoding into the reused buffer gives the same bytes.
+        let first = out.clone();
+        out.clear();
+        encode_action(&Action::ProcessRecords { records: &records, millis_behind_latest: Some(42) }, "s", &mut out);
+        assert_eq!(out, first);
+    }
+
+    #[test]
+    fn a_ten_mib_record_round_trips() {
+        let data: Vec<u8> = (0..10 * 1024 * 1024_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let records = [record(&data, "big", 0)];
+        let mut out = Vec::new();
+        encode_action(&Action::ProcessRecords { records: &records, millis_behind_latest: None }, "s", &mut out);
+        assert!(out.len() > 13 * 1024 * 1024);
+        assert_eq!(decode_records(&out), records);
+    }
+
+    #[test]
+    fn blank_and_noise_lines() {
+        assert_eq!(parsed(""), ParsedLine::Blank);
+        assert_eq!(parsed(" \t \x0b\x0c"), ParsedLine::Blank);
+        for noise in [
+            "hello",
+            "null",
+            "  null  ",
+            "42",
+            "\"x\"",
+            "true",
+            "[]",
+            "[{\"action\":\"status\",\"responseFor\":\"initialize\"}]",
+            "\u{feff}{\"action\":\"status\",\"responseFor\":\"initialize\"}",
+            "xx {\"action\":\"status\",\"responseFor\":\"initialize\"}",
+        ] {
+            assert_eq!(parsed(noise), ParsedLine::Noise(NoiseReason::NotAnObject), "{noise:?}");
+        }
+        for invalid in [
+            "{\"action\":\"status\", /* c */ \"responseFor\":\"initialize\"}",
+            "{\"action\":\"status\",\"responseFor\":\"initialize\",}",
+            "{\"action\":\"status\",\"responseFor\":\"initialize\"",
+            "{action:\"status\"}",
+            "{\"action\":\"status\",\"responseFor\":\"x\u{1}\"}",
+        ] {
+            assert!(matches!(parsed(invalid), ParsedLine::Noise(NoiseReason::InvalidJson(_))), "{invalid:?}");
+        }
+        assert!(matches!(parse_line(b"{\"action\":\"status\",\"responseFor\":\"\xff\"}"), ParsedLine::Noise(_)));
+        assert_eq!(parsed("{\"responseFor\":\"initialize\"}"), ParsedLine::Noise(NoiseReason::MissingAction));
+        assert_eq!(parsed("{}"), ParsedLine::Noise(NoiseReason::MissingAction));
+        assert_eq!(parsed("{\"action\":null}"), ParsedLine::Noise(NoiseReason::ActionNotString));
+        assert_eq!(parsed("{\"action\":5}"), ParsedLine::Noise(NoiseReason::ActionNotString));
+        assert_eq!(
+            parsed("{\"action\":\"status\",\"action\":\"status\",\"responseFor\":\"initialize\"}"),
+            ParsedLine::Noise(NoiseReason::DuplicateAction)
+        );
+        for unknown in ["Status", "STATUS", "bogus", "record", "Checkpoint", ""] {
+            assert_eq!(
+                parsed(&format!("{{\"action\":\"{unknown}\",\"responseFor\":\"initialize\"}}")),
+                ParsedLine::Noise(NoiseReason::UnknownAction(unknown.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parsed("{\"action\": \"status\", \"responseFor\": \"initialize\"}"), status(Some("initialize")));
+        assert_eq!(parsed("  {\"responseFor\":\"leaseLost\",\"action\":\"status\"}  "), status(Some("leaseLost")));
+        assert_eq!(
+            parsed("{\"action\":\"status\",\"responseFor\":\"shardEnded\"} trailing"),
+            status(Some("shardEnded"))
+        );
+        assert_eq!(
+            parsed("{\"action\":\"status\",\"responseFor\":\"a\"}{\"action\":\"status\",\"responseFor\":\"b\"}"),
+            status(Some("a"))
+        );
+        assert_eq!(parsed("{\"action\":\"status\"}"), status(None));
+        assert_eq!(parsed("{\"action\":\"status\",\"responseFor\":null}"), status(None));
+        assert_eq!(parsed("{\"action\":\"status\",\"responseFor\":42}"), status(Some("42")));
+        assert_eq!(parsed("{\"action\":\"status\",\"responseFor\":[1]}"), status(Some("[1]")));
+        assert_eq!(
+            parsed("{\"action\":\"status\",\"responseFor\":\"x\",\"responseFor\":\"processRecords\"}"),
+            status(Some("processRecords"))
+        );
+        assert_eq!(
+            parsed("{\"act\\u0069on\":\"st\\u0061tus\",\"responseFor\":\"init\\u0069alize\",\"x\":{\"action\":1}}"),
+            status(Some("initialize"))
+        );
+        assert_eq!(
+            parsed("{\"action\":\"status\",\"responseFor\":\"initialize\",\"extra\":[{}]}"),
+            status(Some("initialize"))
+        );
+    }
+
+    #[test]
+    fn checkpoint_lines() {
+        let seq = Some(SEQ);
+        assert_eq!(
+            parsed(&format!("{{\"action\": \"checkpoint\", \"sequenceNumber\": \"{SEQ}\", \"subSequenceNumber\": 0}}")),
+            checkpoint(seq, Some(0))
+        );
+        assert_eq!(parsed("{\"action\":\"checkpoint\"}"), checkpoint(None, None));
+        assert_eq!(parsed("{\"action\":\"checkpoint\",\"sequenceNumber\":null}"), checkpoint(None, None));
+        // A 56-digit JSON number keeps its digits (no f64).
+        assert_eq!(parsed(&format!("{{\"action\":\"checkpoint\",\"sequenceNumber\":{SEQ}}}")), checkpoint(seq, None));
+        assert_eq!(parsed("{\"action\":\"checkpoint\",\"sequenceNumber\":1.5e3}"), checkpoint(Some("1.5e3"), None));
+        assert_eq!(parsed("{\"action\":\"checkpoint\",\"sequenceNumber\":-0}"), checkpoint(Some("-0"), None));
+        assert_eq!(parsed("{\"action\":\"checkpoint\",\"sequenceNumber\":true}"), checkpoint(Some("true"), None));
+        assert_eq!(parsed("{\"action\":\"checkpoint\",\"sequenceNumber\":\"\"}"), checkpoint(Some(""), None));
+        assert_eq!(parsed("{\"action\":\"checkpoint\",\"sequenceNumber\":\"1\\u0032\"}"), checkpoint(Some("12"), None));
+        let sub = |raw: &str| {
+            parsed(&format!("{{\"action\":\"checkpoint\",\"sequenceNumber\":\"1\",\"subSequenceNumber\":{raw}}}"))
+        };
+        assert_eq!(sub("null"), checkpoint(Some("1"), None));
+        assert_eq!(sub("\"\""), checkpoint(Some("1"), None));
+        assert_eq!(sub("\"  \""), checkpoint(Some("1"), None));
+        assert_eq!(sub("7"), checkpoint(Some("1"), Some(7)));
+        assert_eq!(sub("-7"), checkpoint(Some("1"), Some(-7)));
+        assert_eq!(sub("\"12\""), checkpoint(Some("1"), Some(12)));
+        assert_eq!(sub("\" 12 \""), checkpoint(Some("1"), Some(12)));
+        assert_eq!(sub("5.7"), checkpoint(Some("1"), Some(5)));
+        assert_eq!(sub("-5.7"), checkpoint(Some("1"), Some(-5)));
+        assert_eq!(sub("0.7"), checkpoint(Some("1"), Some(0)));
+        assert_eq!(sub("1e2"), checkpoint(Some("1"), Some(100)));
+        assert_eq!(sub("9223372036854775807"), checkpoint(Some("1"), Some(i64::MAX)));
+        assert_eq!(sub("-9223372036854775808"), checkpoint(Some("1"), Some(i64::MIN)));
+        assert_eq!(sub("-9.223372036854775808e18"), checkpoint(Some("1"), Some(i64::MIN)));
+        for bad in [
+            "\"abc\"",
+            "\"1.5\"",
+            "true",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "1e19",
+            "9.3e18",
+            "{}",
+            "[0]",
+            "1e999",
+        ] {
+            match sub(bad) {
+                ParsedLine::Message(ChildMessage::InvalidCheckpoint { sequence_number, problem }) => {
+                    assert_eq!(sequence_number.as_deref(), Some("1"), "{bad}");
+                    assert!(problem.contains("subSequenceNumber"), "{problem}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        for bad in ["{}", "[\"1\"]"] {
+            let line = format!("{{\"action\":\"checkpoint\",\"sequenceNumber\":{bad},\"subSequenceNumber\":1}}");
+            assert!(
+                matches!(
+                    parsed(&line),
+                    ParsedLine::Message(ChildMessage::InvalidCheckpoint { sequence_number: None, .. })
+                ),
+                "{bad}"
+            );
+        }
+        // Known daemon-side actions echoed by the child are ignored, not noise.
+        for echoed in ECHOED_ACTIONS {
+            assert_eq!(
+                parsed(&format!("{{\"action\":\"{echoed}\",\"anything\":[1,2]}}")),
+                ParsedLine::Message(ChildMessage::Ignored { action: echoed })
+            );
+        }
+        assert!(ActionKind::ShardEnded.has_checkpointer() && !ActionKind::LeaseLost.has_checkpointer());
+    }
+
+    /// Yields the given chunks one `read` at a time.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Got {
+        Text(Vec<u8>),
+        Overlong(Vec<u8>, u64),
+    }
+
+    async fn lines_of(chunks: &[&[u8]], limit: usize) -> Vec<Got> {
+        let mut reader = LineReader::with_limit(Chunks(chunks.iter().map(|c| c.to_vec()).collect()), limit);
+        let mut out = Vec::new();
+        while let Some(line) = reader.next_line().await.unwrap() {
+            out.push(match line {
+                Line::Text(t) => Got::Text(t.to_vec()),
+                Line::Overlong { prefix, len } => Got::Overlong(prefix.to_vec(), len),
+            });
+            assert!(reader.buffer_capacity() <= limit.max(1) + READ_CHUNK);
+        }
+        out
+    }
+
+    fn texts(lines: &[&str]) -> Vec<Got> {
+        lines.iter().map(|l| Got::Text(l.as_bytes().to_vec())).collect()
+    }
+
+    #[tokio::test]
+    async fn lines_end_at_lf_crlf_and_lone_cr() {
+        let expected = texts(&["a", "b", "", "c", "d", "", "e", "", "f"]);
+        let input: &[u8] = b"a\nb\r\n\nc\rd\r\re\n\r\nf";
+        assert_eq!(lines_of(&[input], 1024).await, expected);
+        // The same bytes delivered one at a time (CR and LF in different reads).
+        let single: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(lines_of(&single, 1024).await, expected);
+        assert_eq!(lines_of(&[b"x\r", b"\ny\r", b"z"], 1024).await, texts(&["x", "y", "z"]));
+        assert_eq!(lines_of(&[b"x\r"], 1024).await, texts(&["x"]));
+        assert_eq!(lines_of(&[], 1024).await, texts(&[]));
+        assert_eq!(lines_of(&[b"\n"], 1024).await, texts(&[""]));
+    }
+
+    fn assert_overlong(got: &Got, byte: u8, len: u64) {
+        match got {
+            Got::Overlong(prefix, l) => {
+                assert_eq!(*l, len);
+                assert!(!prefix.is_empty() && prefix.len() <= LOG_PREFIX_BYTES, "{}", prefix.len());
+                assert!(prefix.iter().all(|b| *b == byte));
+            }
+            Got::Text(t) => panic!("expected an overlong line of {len}, got text of {}", t.len()),
+        }
+    }
+
+    #[tokio::test]
+    async fn overlong_lines_are_streamed_past() {
+        let limit = 100;
+        let mut input = vec![b'x'; 250];
+        input.extend_from_slice(b"\r\nok\n");
+        input.extend_from_slice(&[b'y'; 101]);
+        input.extend_from_slice(b"\r");
+        input.extend_from_slice(&[b'z'; 100]);
+        input.extend_from_slice(b"\n");
+        input.extend_from_slice(&[b'w'; 500]);
+        for chunk in [1_usize, 7, 64, 100, 101, 102, 100_000] {
+            let chunks: Vec<&[u8]> = input.chunks(chunk).collect();
+            let got = lines_of(&chunks, limit).await;
+            assert_eq!(got.len(), 5, "chunk size {chunk}: {got:?}");
+            assert_overlong(&got[0], b'x', 250);
+            assert_eq!(got[1], Got::Text(b"ok".to_vec()), "chunk size {chunk}");
+            assert_overlong(&got[2], b'y', 101);
+            assert_eq!(got[3], Got::Text(vec![b'z'; 100]), "chunk size {chunk}");
+            assert_overlong(&got[4], b'w', 500);
+        }
+    }
+
+    /// A generated stream of noise: `(count, line_len)` groups of lines of `'n'`, then
+    /// `tail`; produced lazily so the test itself holds no big buffer.
+    pub(crate) struct NoiseStream {
+        groups: std::collections::VecDeque<(u64, u64)>,
+        line_left: u64,
+        newline_pending: bool,
+        tail: std::collections::VecDeque<u8>,
+        /// Bytes produced so far.
+        pub(crate) produced: u64,
+    }
+
+    impl NoiseStream {
+        pub(crate) fn new(groups: &[(u64, u64)], tail: &[u8]) -> Self {
+            Self {
+                groups: groups.iter().copied().collect(),
+                line_left: 0,
+                newline_pending: false,
+                tail: tail.iter().copied().collect(),
+                produced: 0,
+            }
+        }
+
+        pub(crate) fn total(groups: &[(u64, u64)], tail: &[u8]) -> u64 {
+            groups.iter().map(|(c, l)| c * (l + 1)).sum::<u64>() + tail.len() as u64
+        }
+    }
+
+    impl AsyncRead for NoiseStream {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let start = buf.filled().len();
+            while buf.remaining() > 0 {
+                if self.line_left > 0 {
+                    let n = usize::try_from(self.line_left).unwrap_or(usize::MAX).min(buf.remaining());
+                    buf.initialize_unfilled_to(n).fill(b'n');
+                    buf.advance(n);
+                    self.line_left -= n as u64;
+                    continue;
+                }
+                if self.newline_pending {
+                    buf.put_slice(b"\n");
+                    self.newline_pending = false;
+                    continue;
+                }
+                match self.groups.front_mut() {
+                    Some((count, len)) => {
+                        let len = *len;
+                        *count -= 1;
+                        if *count == 0 {
+                            self.groups.pop_front();
+                        }
+                        self.line_left = len;
+                        self.newline_pending = true;
+                    }
+                    None => match self.tail.pop_front() {
+                        Some(b) => buf.put_slice(&[b]),
+                        None => break,
+                    },
+                }
+            }
+            self.produced += (buf.filled().len() - start) as u64;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hundred_mb_of_noise_keeps_the_buffer_bounded() {
+        // 100 MB: many short lines, 64 KiB+ lines, lines just under and over the limit,
+        // and huge lines (one of 40 MB), then a status.
+        let groups = [
+            (100_000, 20),
+            (200, 70_000),
+            (10, MAX_CHILD_LINE_BYTES as u64 - 1),
+            (10, MAX_CHILD_LINE_BYTES as u64 + 1),
+            (2, 12_000_000),
+            (1, 40_000_000),
+            (50_000, 0),
+        ];
+        let tail = b"{\"action\":\"status\",\"responseFor\":\"initialize\"}";
+        let total = NoiseStream::total(&groups, tail);
+        assert!(total > 100_000_000, "{total}");
+        let mut reader = LineReader::new(NoiseStream::new(&groups, tail));
+        let (mut lines, mut overlong, mut max_capacity) = (0_u64, 0_u64, 0);
+        let mut last = None;
+        while let Some(line) = reader.next_line().await.unwrap() {
+            match line {
+                Line::Text(t) => {
+                    lines += 1;
+                    last = Some(parse_line(t));
+                }
+                Line::Overlong { prefix, len } => {
+                    overlong += 1;
+                    assert_eq!(prefix.len(), LOG_PREFIX_BYTES);
+                    assert!(len > MAX_CHILD_LINE_BYTES as u64);
+                }
+            }
+            max_capacity = max_capacity.max(reader.buffer_capacity());
+        }
+        assert_eq!(reader.inner.produced, total);
+        assert_eq!(overlong, 13);
+        assert_eq!(lines, 100_000 + 200 + 10 + 50_000 + 1);
+        assert_eq!(last, Some(status(Some("initialize"))));
+        assert!(max_capacity <= MAX_CHILD_LINE_BYTES + READ_CHUNK, "buffer grew to {max_capacity}");
+    }
 }

@@ -209,7 +209,7 @@ impl<W: AsyncWrite + Unpin + Send> ProtocolSession<W> {
                     let result = match checkpointer.as_deref_mut() {
                         Some(checkpointer) => checkpointer.checkpoint(&request).await,
                         None => {
-                            info!(shard_id = %self.shard_id, action = %kind,
+                            warn!(shard_id = %self.shard_id, action = %kind,
                                 sequence_number = ?request.sequence_number,
                                 "was asked to checkpoint but no checkpointer was provided");
                             Err(CheckpointError::InvalidState(format!("no checkpointer during {kind}")))
@@ -361,4 +361,184 @@ async fn read_child_stdout<R: AsyncRead + Unpin>(shard_id: Arc<str>, stdout: R, 
 
 fn log_noise(shard_id: &str, reason: &NoiseReason, bytes: &[u8]) {
     info!(shard_id, %reason, line = %truncate_for_log(bytes), "skipping unexpected line on the child's stdout");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+
+    use super::*;
+    use crate::protocol::codec::tests::NoiseStream;
+    use crate::protocol::CheckpointRequest;
+    use crate::sequence::SequenceNumber;
+    use crate::stream::Record;
+
+    const SHARD: &str = "shardId-000000000003";
+    const STATUS_INIT: &[u8] = b"{\"action\":\"status\",\"responseFor\":\"initialize\"}\n";
+
+    fn pipes(capacity: usize) -> (DuplexStream, DuplexStream, DuplexStream, DuplexStream) {
+        let (daemon_stdin, child_stdin) = tokio::io::duplex(capacity);
+        let (child_stdout, daemon_stdout) = tokio::io::duplex(capacity);
+        (daemon_stdin, daemon_stdout, child_stdin, child_stdout)
+    }
+
+    fn big_record(len: usize) -> Record {
+        Record {
+            data: bytes::Bytes::from(vec![7_u8; len]),
+            partition_key: "pk".to_owned(),
+            sequence_number: SequenceNumber::parse("1").unwrap(),
+            sub_sequence_number: 0,
+            approximate_arrival_timestamp_ms: 1,
+        }
+    }
+
+    struct Accept(Vec<CheckpointRequest>);
+
+    #[async_trait]
+    impl Checkpointer for Accept {
+        async fn checkpoint(&mut self, request: &CheckpointRequest) -> Result<(), CheckpointError> {
+            self.0.push(request.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn noise_between_actions_never_blocks_the_child() {
+        let (stdin, stdout, child_in, mut child_out) = pipes(64 * 1024);
+        let mut session = ProtocolSession::new(SHARD, stdin, stdout, None);
+        // 4 MiB of noise (64 pipe buffers) with no action outstanding: the reader drains it.
+        let noise = [b"debug output that nobody asked for\n".repeat(1000), vec![b'x'; 2 * 1024 * 1024], b"\n".to_vec()]
+            .concat()
+            .repeat(2);
+        tokio::time::timeout(Duration::from_secs(60), child_out.write_all(&noise))
+            .await
+            .expect("the child's writes complete while the daemon is idle")
+            .unwrap();
+        let child = tokio::spawn(async move {
+            let mut lines = BufReader::new(child_in);
+            let mut line = String::new();
+            lines.read_line(&mut line).await.unwrap();
+            child_out.write_all(STATUS_INIT).await.unwrap();
+            (line, child_out)
+        });
+        session.perform(Action::Initialize { checkpoint: None }, None).await.unwrap();
+        let (line, _child_out) = child.await.unwrap();
+        assert!(line.starts_with("{\"action\":\"initialize\""));
+    }
+
+    #[tokio::test]
+    async fn a_hundred_mb_of_stdout_noise_does_not_stall() {
+        let groups = [(1_000_000, 60), (400, 100_000), (3, 5_000_000), (1, 20_000_000)];
+        let mut tail = b"{\"action\":\"checkpoint\",\"sequenceNumber\":\"5\"}\n".to_vec();
+        tail.extend_from_slice(b"{\"action\":\"status\",\"responseFor\":\"processRecords\"}\n");
+        assert!(NoiseStream::total(&groups, &tail) > 100_000_000);
+        let (stdin, _child_in) = tokio::io::duplex(1024 * 1024);
+        let mut session = ProtocolSession::new(SHARD, stdin, NoiseStream::new(&groups, &tail), None);
+        let mut checkpointer = Accept(Vec::new());
+        let started = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(300),
+            session
+                .perform(Action::ProcessRecords { records: &[], millis_behind_latest: None }, Some(&mut checkpointer)),
+        )
+        .await
+        .expect("the session gets through 100 MB of noise")
+        .unwrap();
+        assert_eq!(
+            checkpointer.0,
+            vec![CheckpointRequest { sequence_number: Some("5".to_owned()), sub_sequence_number: None }]
+        );
+        eprintln!("100 MB of noise read in {:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_that_stops_reading_stdin_times_out_the_write() {
+        let (stdin, stdout, _child_in, _child_out) = pipes(1024);
+        let mut session = ProtocolSession::new(SHARD, stdin, stdout, Some(Duration::from_secs(5)));
+        let records = [big_record(100_000)];
+        let err = session
+            .perform(Action::ProcessRecords { records: &records, millis_behind_latest: Some(1) }, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind, ProtocolErrorKind::Timeout { after, waiting_for } if after == Duration::from_secs(5) && waiting_for.contains("stdin")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_name_the_shard_the_action_and_the_last_lines() {
+        let (stdin, stdout, child_in, mut child_out) = pipes(64 * 1024);
+        let mut session = ProtocolSession::new(SHARD, stdin, stdout, None);
+        child_out.write_all(b"{\"action\":\"status\",\"responseFor\":\"initialise\"}\n").await.unwrap();
+        let err = session.perform(Action::Initialize { checkpoint: None }, None).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(SHARD), "{text}");
+        assert!(
+            text.contains("initialize: status mismatch: expected responseFor \"initialize\", got \"initialise\""),
+            "{text}"
+        );
+        assert!(text.contains("last sent: {\"action\":\"initialize\""), "{text}");
+        assert!(text.contains("last received: {\"action\":\"status\",\"responseFor\":\"initialise\"}"), "{text}");
+        assert_eq!(err.action, ActionKind::Initialize);
+
+        // EOF: the child closes its stdout; later actions fail the same way.
+        drop(child_out);
+        let err = session.perform(Action::LeaseLost, None).await.unwrap_err();
+        assert!(matches!(err.kind, ProtocolErrorKind::ChildClosedStdout), "{err}");
+        let err = session.perform(Action::LeaseLost, None).await.unwrap_err();
+        assert!(matches!(err.kind, ProtocolErrorKind::ChildClosedStdout), "{err}");
+        drop(child_in);
+        assert_eq!(session.close().await, 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_session_stops_its_reader() {
+        let (stdin, stdout, _child_in, mut child_out) = pipes(1024);
+        let session = ProtocolSession::new(SHARD, stdin, stdout, None);
+        child_out.write_all(b"hello\n").await.unwrap();
+        drop(session);
+        // The aborted reader drops the read end: the child's writes fail with EPIPE.
+        let result = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Err(e) = child_out.write_all(&[b'x'; 4096]).await {
+                    return e;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("reader task stopped");
+        assert_eq!(result.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    /// The default stream types: a real child process; closing the session closes its
+    /// stdin (dropping `ChildStdin`, whose shutdown is a no-op) so the child exits.
+    #[tokio::test]
+    async fn works_with_a_real_child_process() {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                "read line; printf '\\n{\"action\": \"checkpoint\", \"sequenceNumber\": null}\\n'; read reply; \
+                 case \"$reply\" in *'\"error\":null}') ;; *) exit 3;; esac; printf '\\n{\"action\": \"status\", \"responseFor\": \"shardEnded\"}\\n'; \
+                 cat >/dev/null; echo '{\"action\":\"checkpoint\"}'",
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut session: ProtocolSession = ProtocolSession::new(SHARD, stdin, stdout, Some(Duration::from_secs(30)));
+        let mut checkpointer = Accept(Vec::new());
+        session.perform(Action::ShardEnded, Some(&mut checkpointer)).await.unwrap();
+        assert_eq!(checkpointer.0.len(), 1);
+        let drained = tokio::time::timeout(Duration::from_secs(30), session.close()).await.expect("child saw EOF");
+        assert_eq!(drained, 1);
+        assert!(child.wait().await.unwrap().success());
+    }
 }

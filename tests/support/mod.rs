@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod emulators;
+pub mod sample_apps;
 
 use std::path::PathBuf;
 

@@ -88,7 +88,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$REPO/scripts/emulators.sh" start --dir "$dir/emulators" >/dev/null
-set -a; . "$dir/emulators/endpoints.env"; set +a
+set -a
+# shellcheck disable=SC1091 # written by emulators.sh just above
+. "$dir/emulators/endpoints.env"
+set +a
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-x} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-x}
 export AWS_REGION=${AWS_REGION:-us-east-1}
 

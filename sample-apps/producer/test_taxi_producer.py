@@ -88,7 +88,8 @@ class ProducerTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             ledger = os.path.join(tmp, "ledger.jsonl")
             rc, summary = run(["--stream", "s", "--count", "10", "--ledger", ledger], client)
-            lines = [json.loads(line) for line in open(ledger)]
+            with open(ledger, encoding="utf-8") as f:
+                lines = [json.loads(line) for line in f]
         self.assertEqual(rc, 0)
         # call 1: 3 of 10 fail; call 2 (the 3 retried): all 3 fail; call 3: ok.
         self.assertEqual([len(c) for c in client.calls], [10, 3, 3])

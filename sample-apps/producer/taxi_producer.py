@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import sys
 import time
 
@@ -258,7 +259,10 @@ def parse_args(argv):
     p.add_argument("--stream", required=True, help="stream name")
     p.add_argument("--create-stream", type=int, metavar="N", default=0,
                    help="create the stream with N shards (if missing) and wait until it is ACTIVE")
-    p.add_argument("--count", type=int, default=1000, help="records to send (default 1000)")
+    p.add_argument("--count", type=int, default=1000, help="records to send (default 1000; 0 = none, e.g. "
+                                                         "with --create-stream only)")
+    p.add_argument("--forever", action="store_true",
+                   help="ignore --count and send until interrupted (SIGINT/SIGTERM), then print the summary")
     p.add_argument("--rate", type=float, default=0.0, help="records per second (default 0 = as fast as possible)")
     p.add_argument("--mode", choices=["put-records", "put-record"], default="put-records")
     p.add_argument("--batch-size", type=int, default=MAX_RECORDS_PER_CALL,
@@ -270,6 +274,8 @@ def parse_args(argv):
     p.add_argument("--max-retries", type=int, default=10, help="retries per record/call (default 10)")
     p.add_argument("--progress-interval", type=float, default=1.0, help="seconds between progress lines")
     args = p.parse_args(argv)
+    if args.forever:
+        args.count = sys.maxsize
     if args.count < 0:
         p.error("--count must be >= 0")
     if args.rate < 0:
@@ -295,8 +301,13 @@ def make_client(args):
     return session.client("kinesis", region_name=args.region, config=config, **kwargs)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
+    signal.signal(signal.SIGTERM, _interrupt)
     client = make_client(args)
     if args.create_stream:
         create_stream(client, args.stream, args.create_stream)
@@ -343,12 +354,13 @@ def main(argv=None):
             now = time.monotonic()
             if now >= next_progress:
                 elapsed = now - start
-                log("sent %d/%d (%.0f rec/s, %d retried, %d failed)"
-                    % (stats.sent, args.count, stats.sent / elapsed if elapsed else 0.0,
+                log("sent %d/%s (%.0f rec/s, %d retried, %d failed)"
+                    % (stats.sent, "inf" if args.forever else args.count, stats.sent / elapsed if elapsed else 0.0,
                        stats.failed_retried, stats.failed))
                 next_progress = now + args.progress_interval
     except KeyboardInterrupt:
-        log("interrupted")
+        if not args.forever:
+            log("interrupted")
     except botocore.exceptions.ClientError as exc:
         log("fatal: %s" % exc)
         stats.failed += args.count - stats.sent - stats.failed
@@ -370,6 +382,8 @@ def main(argv=None):
     log("done: sent %d in %.2f s" % (stats.sent, elapsed))
     sys.stdout.write(json.dumps(summary, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+    if args.forever:
+        return 0 if stats.failed == 0 else 1
     return 0 if stats.failed == 0 and stats.sent == args.count else 1
 
 

@@ -84,7 +84,7 @@ step "install / check the test bed ($MULTILANGD_TESTBED)"
 scripts/install-testbed.sh
 
 step "cargo fmt --check"
-cargo fmt --check
+cargo fmt --check -- --color=never
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings

@@ -57,11 +57,7 @@ pub fn free_port() -> u16 {
 
 fn node_modules() -> PathBuf {
     let dir = testbed_dir().join("emu/node_modules");
-    assert!(
-        dir.is_dir(),
-        "test bed not installed: {} is missing; run scripts/install-testbed.sh",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "test bed not installed: {} is missing; run scripts/install-testbed.sh", dir.display());
     dir
 }
 

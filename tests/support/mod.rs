@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod emulators;
+pub mod sample_apps;
 
 use std::path::PathBuf;
 

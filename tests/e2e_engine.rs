@@ -79,7 +79,13 @@ fn four_shards_100k_records_all_delivered_and_checkpointed() {
             let leases = rt.block_on(daemon::leases(&ddb, "bulk-app"));
             last.iter().all(|(shard, seq)| leases.get(shard).is_some_and(|(_, cp)| cp == seq))
         },
-        || format!("leases: {:?}\nlog:\n{}", rt.block_on(daemon::leases(&ddb, "bulk-app")), daemon::tail(&d.log_text(), 40)),
+        || {
+            format!(
+                "leases: {:?}\nlog:\n{}",
+                rt.block_on(daemon::leases(&ddb, "bulk-app")),
+                daemon::tail(&d.log_text(), 40)
+            )
+        },
     );
     let status = d.terminate(Duration::from_secs(30));
     assert!(status.success(), "graceful stop exits 0: {status:?}\n{}", daemon::tail(&d.log_text(), 40));
@@ -113,8 +119,11 @@ fn kill_9_midway_then_restart_loses_nothing_and_resumes_after_the_checkpoint() {
             .set("maxRecords", 200)
             .set("workerId", "worker-a")
     };
-    let mut first =
-        Daemon::start(Kind::Multilangd, &props(&slow).write(&dir.path().join("a.properties")), &dir.path().join("a.log"));
+    let mut first = Daemon::start(
+        Kind::Multilangd,
+        &props(&slow).write(&dir.path().join("a.properties")),
+        &dir.path().join("a.log"),
+    );
     daemon::wait_for(
         "some progress",
         Duration::from_secs(60),
@@ -131,8 +140,11 @@ fn kill_9_midway_then_restart_loses_nothing_and_resumes_after_the_checkpoint() {
 
     let second_ledger = dir.path().join("second.jsonl");
     let fast = ledger_processor(&second_ledger);
-    let mut second =
-        Daemon::start(Kind::Multilangd, &props(&fast).write(&dir.path().join("b.properties")), &dir.path().join("b.log"));
+    let mut second = Daemon::start(
+        Kind::Multilangd,
+        &props(&fast).write(&dir.path().join("b.properties")),
+        &dir.path().join("b.log"),
+    );
     let last = last_per_shard(&sent);
     daemon::wait_for(
         "the restarted worker finishes",
@@ -156,7 +168,11 @@ fn kill_9_midway_then_restart_loses_nothing_and_resumes_after_the_checkpoint() {
     for (shard, checkpoint) in &checkpoints {
         let redelivered: Vec<&LedgerEntry> = second_seen.iter().filter(|e| &e.shard_id == shard).collect();
         for e in &redelivered {
-            assert!(seq_gt(&e.sequence_number, checkpoint), "{shard}: {} redelivered at/below checkpoint {checkpoint}", e.sequence_number);
+            assert!(
+                seq_gt(&e.sequence_number, checkpoint),
+                "{shard}: {} redelivered at/below checkpoint {checkpoint}",
+                e.sequence_number
+            );
         }
         let expected: BTreeSet<&str> = sent
             .iter()

@@ -193,7 +193,10 @@ pub async fn clients(kinesis: &str, dynamodb: &str) -> (aws_sdk_kinesis::Client,
 }
 
 /// Every item of a table (empty if the table does not exist).
-pub async fn items(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+pub async fn items(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, AttributeValue>> {
     let mut out = Vec::new();
     let mut start = None;
     loop {

@@ -92,8 +92,7 @@ impl Run<'_> {
         let status = d1.terminate(Duration::from_secs(60));
         assert!(matches!(status.code(), Some(0 | 1 | 143)), "{first:?} stopped: {status:?}");
         let first_schema = schema(&self.rt.block_on(daemon::items(&self.ddb, app)));
-        let checkpoints: BTreeMap<String, String> =
-            self.leases(app).into_iter().map(|(k, (_, cp))| (k, cp)).collect();
+        let checkpoints: BTreeMap<String, String> = self.leases(app).into_iter().map(|(k, (_, cp))| (k, cp)).collect();
         let first_seen = read_ledger(&first_ledger);
         assert!(first_seen.len() < sent.len(), "the first daemon must stop midway");
 
@@ -149,10 +148,14 @@ fn java_and_multilangd_continue_each_others_checkpoints() {
             assert_eq!(*types, BTreeSet::from(["S"]));
             continue;
         }
-        let java = java_written.get(name).unwrap_or_else(|| panic!("multilangd wrote {name}, Java never does: {java_written:?}"));
+        let java = java_written
+            .get(name)
+            .unwrap_or_else(|| panic!("multilangd wrote {name}, Java never does: {java_written:?}"));
         assert_eq!(types, java, "type of {name}");
     }
-    for required in ["leaseKey", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber", "ownerSwitchesSinceCheckpoint"] {
+    for required in
+        ["leaseKey", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber", "ownerSwitchesSinceCheckpoint"]
+    {
         assert!(multilangd_written.contains_key(required), "{required} missing: {multilangd_written:?}");
     }
 }

@@ -43,6 +43,8 @@ use crate::stream::ShardReaderFactory;
 const DISPATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often per-shard progress is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// Start-up attempts before giving up (Java: `maxInitializationAttempts` = 20).
+const MAX_INITIALIZATION_ATTEMPTS: u32 = 20;
 /// How often the KCL 3.x migration state is re-read.
 const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -161,9 +163,26 @@ impl Scheduler {
     /// Only start-up failures are fatal; at run time failures are per shard and retried.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         info!(worker_id = %self.worker_id, table = %self.store.table_name(), "worker starting");
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            prepared = self.prepare() => prepared?,
+        let mut attempt = 1;
+        loop {
+            let prepared = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                prepared = self.prepare() => prepared,
+            };
+            match prepared {
+                Ok(()) => break,
+                Err(e @ SchedulerError::Fleet3x { .. }) => return Err(e),
+                Err(e) if attempt >= MAX_INITIALIZATION_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    let pause = self.config.scheduler_initialization_backoff;
+                    warn!(error = %e, attempt, retry_in = ?pause, "worker initialization failed; retrying");
+                    attempt += 1;
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
         }
         let renewer =
             LeaseRenewer::new(self.store.clone(), self.worker_id.clone(), RenewerConfig::from_config(&self.config));

@@ -1,0 +1,50 @@
+//! The benchmark harness (`bench/run.py`) in its tiny smoke mode, so that it cannot rot.
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+fn run_harness(args: &[&str], results: &Path) -> std::process::Output {
+    Command::new(support::python())
+        .arg(support::repo_dir().join("bench/run.py"))
+        .args(args)
+        .args(["--results", results.to_str().unwrap(), "--report", "none"])
+        .env("MULTILANGD_TESTBED", support::testbed_dir())
+        .output()
+        .expect("run bench/run.py")
+}
+
+fn status_of(results: &Path, scenario: &str) -> String {
+    let text = std::fs::read_to_string(results.join(format!("{scenario}.json"))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["daemons"]["multilangd"]["status"].as_str().unwrap_or("missing").to_owned()
+}
+
+#[test]
+fn missing_binary_is_reported_not_available() {
+    let results = tempfile::tempdir().unwrap();
+    let out = run_harness(
+        &["all", "--daemon", "multilangd", "--sizes", "tiny", "--multilangd-bin", "/nonexistent/multilangd"],
+        results.path(),
+    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for scenario in ["start-hot", "start-cold", "steady", "latency", "throughput"] {
+        assert_eq!(status_of(results.path(), scenario), "not available", "{scenario}");
+    }
+}
+
+#[test]
+#[ignore = "needs multilangd working end to end against the emulators; run with --ignored"]
+fn tiny_benchmarks_run_against_multilangd() {
+    let results = tempfile::tempdir().unwrap();
+    let bin = support::multilangd_bin();
+    let scenarios = ["start-hot", "start-cold", "steady", "latency", "throughput"];
+    let mut args = scenarios.to_vec();
+    args.extend(["--daemon", "multilangd", "--sizes", "tiny", "--multilangd-bin", bin.to_str().unwrap()]);
+    let out = run_harness(&args, results.path());
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    for scenario in scenarios {
+        assert_eq!(status_of(results.path(), scenario), "ok", "{scenario}\n{log}");
+    }
+}

@@ -98,7 +98,8 @@ class HarnessTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             # Java's cold start sleeps a random 1-30 s: only multilangd is smoke-tested cold.
             scenarios = ["start-hot", "steady", "latency", "throughput"] + (["start-cold"] if which == "multilangd" else [])
-            r = _run([*scenarios, "--daemon", which, "--sizes", "tiny", "--results", d], timeout=900)
+            r = _run([*scenarios, "--daemon", which, "--sizes", "tiny", "--results", d,
+                      "--workdir", str(Path(d, "work"))], timeout=900)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             for name in scenarios:
                 for spec in specs:

@@ -8,15 +8,23 @@ fn run_harness(args: &[&str], results: &Path) -> std::process::Output {
     Command::new(support::python())
         .arg(support::repo_dir().join("bench/run.py"))
         .args(args)
-        .args(["--results", results.to_str().unwrap(), "--report", "none"])
+        .arg("--results")
+        .arg(results)
+        .arg("--workdir")
+        .arg(results.join("work"))
+        .args(["--report", "none"])
         .env("MULTILANGD_TESTBED", support::testbed_dir())
         .output()
         .expect("run bench/run.py")
 }
 
+/// The multilangd status recorded for `scenario`, or why it cannot be read.
 fn status_of(results: &Path, scenario: &str) -> String {
-    let text = std::fs::read_to_string(results.join(format!("{scenario}.json"))).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let path = results.join(format!("{scenario}.json"));
+    let json = match std::fs::read_to_string(&path).map(|t| serde_json::from_str::<serde_json::Value>(&t)) {
+        Ok(Ok(json)) => json,
+        other => return format!("unreadable {}: {other:?}", path.display()),
+    };
     json["daemons"]["multilangd"]["status"].as_str().unwrap_or("missing").to_owned()
 }
 

@@ -1,0 +1,1 @@
+"""Benchmark harness: Java MultiLangDaemon 2.5.8 vs multilangd on local emulators."""

@@ -1,0 +1,539 @@
+"""The benchmark scenarios. Each returns {daemon name: result dict}; a result has `status`
+("ok", "failed", "not available", "pending", "n/a"), `figures` (the numbers the report
+tabulates), `details` and `meta`."""
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from . import kin, testbed
+from .daemons import (DaemonFailed, DaemonRun, ProcessorLogs, first_record_by_shard, first_record_ts,
+                      write_properties)
+from .testbed import REPO, BenchError
+
+MIB = 1024.0
+
+SIZES = {
+    # tiny: a smoke test (seconds per daemon once it is up); figures are not meaningful.
+    "tiny": dict(start_reps=1, settle_s=2, idle_s=6, light_s=5, light_rate=10, lat_rate=20, lat_s=4,
+                 tput_records=200, ceiling_records=100_000),
+    "medium": dict(start_reps=3, settle_s=15, idle_s=60, light_s=30, light_rate=10, lat_rate=20, lat_s=30,
+                   tput_records=100_000, ceiling_records=1_000_000),
+    "full": dict(start_reps=5, settle_s=30, idle_s=120, light_s=60, light_rate=10, lat_rate=20, lat_s=60,
+                 tput_records=1_000_000, ceiling_records=10_000_000),
+}
+
+SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "throughput", "ceiling"]
+
+START_TIMEOUT_S = 120      # launch -> first record, per run (Java cold start sleeps up to 30 s)
+
+
+class Ctx:
+    def __init__(self, specs, size, workroot, run_id, command):
+        self.specs = specs
+        self.size = size
+        self.p = SIZES[size]
+        self.workroot = Path(workroot)
+        self.run_id = run_id
+        self.command = command
+
+    def workdir(self, *parts):
+        d = self.workroot.joinpath(*parts)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def runnable(self, results):
+        """Specs that can run; unavailable ones get a 'not available' result right away."""
+        out = []
+        for spec in self.specs:
+            reason = spec.availability()
+            if reason:
+                results[spec.name] = {"status": "not available", "reason": reason}
+            else:
+                out.append(spec)
+        return out
+
+
+def _uid():
+    return uuid.uuid4().hex[:8]
+
+
+def _failed(spec, err, run=None):
+    r = {"status": "failed", "reason": str(err)}
+    if run is not None:
+        r["meta"] = run.meta()
+    return r
+
+
+def _put_one_per_shard(kinesis, stream, shards):
+    for sh in shards:
+        ts = time.time()
+        kinesis.put_record(StreamName=stream, Data=kin.payload(ts, 0, 100), PartitionKey="warmup",
+                           ExplicitHashKey=sh["HashKeyRange"]["StartingHashKey"])
+
+
+def _sleep_alive(run, seconds):
+    """Sleeps while checking that the daemon is still running."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run.check_alive()
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
+def _emus_kinesis_local(workdir, with_counter=False):
+    emus = {}
+    try:
+        emus["kinesis"] = testbed.start_kinesis_local(workdir)
+        emus["ddb"] = testbed.start_dynalite(workdir)
+        if with_counter:
+            emus["counter"] = testbed.start_ddb_counter(emus["ddb"], workdir)
+    except BaseException:
+        _stop_emus(emus)
+        raise
+    return emus
+
+
+def _stop_emus(emus):
+    for svc in reversed(list(emus.values())):
+        svc.stop()
+
+
+def _extra_pids(emus, spec):
+    names = {"kinesis": emus["kinesis"].name, "ddb": "dynalite", "counter": "ddb-count-proxy", "h2c": "h2c-proxy"}
+    out = {}
+    for key, svc in emus.items():
+        if key == "h2c" and spec.name != "java":
+            continue
+        out[names[key].replace("-", "_")] = svc.pid
+    return out
+
+
+# ---- start-hot / start-cold ----------------------------------------------------------------
+
+def scenario_start(ctx, hot):
+    name = "start-hot" if hot else "start-cold"
+    results = {}
+    specs = ctx.runnable(results)
+    setup = {"emulators": "kinesis-local + dynalite", "shards": 2, "records_in_stream": 20,
+             "repetitions": ctx.p["start_reps"],
+             "lease_table": "pre-seeded with 2 unowned TRIM_HORIZON leases (boto3)" if hot
+             else "absent (new application; the daemon creates it)"}
+    if not specs:
+        return results, setup
+    wd = ctx.workdir(name)
+    emus = _emus_kinesis_local(wd)
+    try:
+        kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
+        stream = f"bench-start-{_uid()}"
+        shards = kin.create_stream(kinesis, stream, 2)
+        kin.put_records(kinesis, stream, 0, 20, 100)
+        runs = {s.name: [] for s in specs}
+        errors = {}
+        for rep in range(ctx.p["start_reps"]):
+            for spec in specs:  # interleaved: java, multilangd, java, multilangd, ...
+                if spec.name in errors:
+                    continue
+                app = f"bench-{'hot' if hot else 'cold'}-{spec.name}-{rep}-{_uid()}"
+                if hot:
+                    kin.seed_leases(ddb, app, shards)
+                d = ctx.workdir(name, f"{spec.name}-{rep}")
+                out = ctx.workdir(name, f"{spec.name}-{rep}", "out")
+                props = d / "app.properties"
+                write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
+                                 ddb_endpoint=emus["ddb"].endpoint, processor_out=out)
+                run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
+                try:
+                    with run:
+                        t_first = run.wait_for(lambda: first_record_ts(out), START_TIMEOUT_S, "the first record")
+                        first_s = t_first - run.launch_ts
+                        rss_at_first = run.monitor.last("daemon_rss_kib")
+                        try:
+                            run.wait_for(lambda: len(first_record_by_shard(out)) >= len(shards) or None,
+                                         min(20.0, START_TIMEOUT_S), "a record on every shard")
+                            all_s = max(first_record_by_shard(out).values()) - run.launch_ts
+                        except DaemonFailed:
+                            all_s = None
+                    runs[spec.name].append({"first_record_s": round(first_s, 3),
+                                            "all_shards_s": round(all_s, 3) if all_s else None,
+                                            "daemon_rss_at_first_mib": round(rss_at_first / MIB, 1),
+                                            **run.meta()})
+                except DaemonFailed as e:
+                    run.stop()
+                    errors[spec.name] = _failed(spec, e, run)
+        for spec in specs:
+            if spec.name in errors:
+                results[spec.name] = errors[spec.name]
+                continue
+            firsts = [r["first_record_s"] for r in runs[spec.name]]
+            alls = [r["all_shards_s"] for r in runs[spec.name] if r["all_shards_s"] is not None]
+            results[spec.name] = {
+                "status": "ok",
+                "figures": {"first_record_s": round(statistics.median(firsts), 3),
+                            "first_record_min_s": min(firsts), "first_record_max_s": max(firsts),
+                            "all_shards_s": round(statistics.median(alls), 3) if alls else None},
+                "details": {"runs": runs[spec.name]},
+                "meta": {"command": runs[spec.name][0]["command"],
+                         "loadavg_before": [r["loadavg_before"] for r in runs[spec.name]]},
+            }
+    finally:
+        _stop_emus(emus)
+    return results, setup
+
+
+# ---- steady: idle CPU, light-load RSS, DynamoDB requests per lease per minute ---------------
+
+def scenario_steady(ctx):
+    p = ctx.p
+    results = {}
+    specs = ctx.runnable(results)
+    setup = {"emulators": "kinesis-local + dynalite behind a counting proxy (bench/ddb-count-proxy.js)",
+             "shards": 2, "idleTimeBetweenReadsInMillis": 200,
+             "phases": f"hot start, wait for a record on both shards, settle {p['settle_s']} s, "
+                       f"idle window {p['idle_s']} s (no puts), light load {p['light_s']} s at "
+                       f"{p['light_rate']} records/s (PutRecord, 100 B)"}
+    if not specs:
+        return results, setup
+    wd = ctx.workdir("steady")
+    emus = _emus_kinesis_local(wd, with_counter=True)
+    try:
+        kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
+        for spec in specs:
+            stream = f"bench-steady-{spec.name}-{_uid()}"
+            shards = kin.create_stream(kinesis, stream, 2)
+            _put_one_per_shard(kinesis, stream, shards)
+            app = f"bench-steady-{spec.name}-{_uid()}"
+            kin.seed_leases(ddb, app, shards)
+            d = ctx.workdir("steady", spec.name)
+            out = ctx.workdir("steady", spec.name, "out")
+            props = d / "app.properties"
+            write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
+                             ddb_endpoint=emus["counter"].endpoint, processor_out=out)
+            run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
+            try:
+                with run:
+                    run.wait_for(lambda: len(first_record_by_shard(out)) >= len(shards) or None,
+                                 START_TIMEOUT_S, "a record on both shards")
+                    _sleep_alive(run, p["settle_s"])
+                    c0, t0 = testbed.ddb_counts(emus["counter"]), time.time()
+                    _sleep_alive(run, p["idle_s"])
+                    c1, t1 = testbed.ddb_counts(emus["counter"]), time.time()
+                    time.sleep(0.3)  # let the monitor sample past t1
+                    rss_idle = run.monitor.last("daemon_rss_kib")
+                    hwm_idle = run.monitor.last("daemon_hwm_kib")
+                    logs = ProcessorLogs(out)
+                    before = logs.poll()
+                    prod = kin.RateProducer(emus["kinesis"].endpoint, stream, p["light_rate"], p["light_s"])
+                    t2 = time.time()
+                    prod.start()
+                    while prod.is_alive():
+                        run.check_alive()
+                        prod.join(timeout=0.25)
+                    if prod.error:
+                        raise BenchError(f"producer failed: {prod.error}")
+                    sent = len(prod.sent)
+                    try:
+                        run.wait_for(lambda: logs.poll() - before >= sent, 15, "the light-load records")
+                    except DaemonFailed:
+                        pass
+                    t3 = time.time()
+                    c2 = testbed.ddb_counts(emus["counter"])
+                    time.sleep(0.3)
+                    mon = run.monitor
+                    hwm_light = mon.last("daemon_hwm_kib")
+                    idle_cpu = mon.delta("daemon_cpu", t0, t1)
+                    light_cpu = mon.delta("daemon_cpu", t2, t3)
+                    minutes = (t1 - t0) / 60.0
+                    by_op = {op: c1["byOp"].get(op, 0) - c0["byOp"].get(op, 0) for op in c1["byOp"]}
+                    by_op = {k: v for k, v in sorted(by_op.items()) if v}
+                    leases = len(shards)
+                    results[spec.name] = {
+                        "status": "ok",
+                        "figures": {
+                            "idle_cpu_pct": round(100.0 * idle_cpu / (t1 - t0), 2),
+                            "rss_light_mib": round(hwm_light / MIB, 1),
+                            "ddb_req_per_lease_min": round((c1["total"] - c0["total"]) / leases / minutes, 1),
+                        },
+                        "details": {
+                            "idle_window_s": round(t1 - t0, 1),
+                            "idle_cpu_s": round(idle_cpu, 3),
+                            "rss_idle_mib": round(rss_idle / MIB, 1),
+                            "hwm_after_idle_mib": round(hwm_idle / MIB, 1),
+                            "light_window_s": round(t3 - t2, 1),
+                            "light_records_sent": sent,
+                            "light_records_received": logs.total - before,
+                            "light_cpu_pct": round(100.0 * light_cpu / max(1e-9, t3 - t2), 2),
+                            "rss_end_mib": round(mon.last("daemon_rss_kib") / MIB, 1),
+                            "children_rss_mib": round(mon.last("children_rss_kib") / MIB, 1),
+                            "children_n": mon.last("children_n"),
+                            "ddb_idle_by_op_per_min": {k: round(v / minutes, 1) for k, v in by_op.items()},
+                            "ddb_idle_total_per_min": round((c1["total"] - c0["total"]) / minutes, 1),
+                            "ddb_light_total_per_min": round((c2["total"] - c1["total"]) / max(1e-9, (t3 - t1) / 60), 1),
+                            "kinesis_emulator_idle_cpu_pct": round(
+                                100 * mon.delta(f"{emus['kinesis'].name.replace('-', '_')}_cpu", t0, t1) / (t1 - t0), 1),
+                            "machine_busy_cores_idle": round(mon.delta("machine_busy", t0, t1) / (t1 - t0), 2),
+                        },
+                    }
+                results[spec.name]["meta"] = run.meta()
+            except (DaemonFailed, BenchError) as e:
+                run.stop()
+                results[spec.name] = _failed(spec, e, run)
+    finally:
+        _stop_emus(emus)
+    return results, setup
+
+
+# ---- latency: put -> child, polling mode, kinesis-local --------------------------------------
+
+def _pct(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    k = (len(sorted_vals) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+
+
+def scenario_latency(ctx):
+    p = ctx.p
+    results = {}
+    specs = ctx.runnable(results)
+    setup = {"emulators": "kinesis-local + dynalite", "shards": 2, "mode": "POLLING, idleTimeBetweenReadsInMillis=200, "
+             "maxRecords=10000", "load": f"PutRecord one at a time, {p['lat_rate']} records/s for {p['lat_s']} s, "
+             "100 B, send time (taken just before the call) in the payload; latency = processor receive time - send time"}
+    if not specs:
+        return results, setup
+    wd = ctx.workdir("latency")
+    emus = _emus_kinesis_local(wd)
+    try:
+        kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
+        for spec in specs:
+            stream = f"bench-lat-{spec.name}-{_uid()}"
+            shards = kin.create_stream(kinesis, stream, 2)
+            _put_one_per_shard(kinesis, stream, shards)
+            app = f"bench-lat-{spec.name}-{_uid()}"
+            kin.seed_leases(ddb, app, shards)
+            d = ctx.workdir("latency", spec.name)
+            out = ctx.workdir("latency", spec.name, "out")
+            props = d / "app.properties"
+            write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
+                             ddb_endpoint=emus["ddb"].endpoint, processor_out=out, mode="latency")
+            run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
+            try:
+                with run:
+                    run.wait_for(lambda: len(first_record_by_shard(out)) >= len(shards) or None,
+                                 START_TIMEOUT_S, "a record on both shards")
+                    _sleep_alive(run, 2.0)
+                    logs = ProcessorLogs(out)
+                    prod = kin.RateProducer(emus["kinesis"].endpoint, stream, p["lat_rate"], p["lat_s"])
+                    t_start = time.time()
+                    prod.start()
+                    while prod.is_alive():
+                        run.check_alive()
+                        prod.join(timeout=0.25)
+                    if prod.error:
+                        raise BenchError(f"producer failed: {prod.error}")
+                    sent = len(prod.sent)
+
+                    def got_all():
+                        logs.poll()
+                        return sum(1 for r, s in logs.records if s >= t_start) >= sent
+
+                    try:
+                        run.wait_for(got_all, 15, "all latency records")
+                    except DaemonFailed:
+                        pass
+                lat = sorted((r - s) * 1000.0 for r, s in logs.records if s >= t_start)
+                puts = sorted(d * 1000.0 for _, d in prod.sent)
+                results[spec.name] = {
+                    "status": "ok" if lat else "failed",
+                    "figures": {"p50_ms": round(_pct(lat, 0.5), 1) if lat else None,
+                                "p99_ms": round(_pct(lat, 0.99), 1) if lat else None},
+                    "details": {"sent": sent, "received": len(lat),
+                                "min_ms": round(lat[0], 1) if lat else None,
+                                "max_ms": round(lat[-1], 1) if lat else None,
+                                "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+                                "put_call_p50_ms": round(_pct(puts, 0.5), 1) if puts else None},
+                    "meta": run.meta(),
+                }
+                if not lat:
+                    results[spec.name]["reason"] = "no latency records received"
+            except (DaemonFailed, BenchError) as e:
+                run.stop()
+                results[spec.name] = _failed(spec, e, run)
+    finally:
+        _stop_emus(emus)
+    return results, setup
+
+
+# ---- throughput: 4 shards, preloaded records, kinesalite ------------------------------------
+
+CAPACITY = {"kinesalite": 1.0, "h2c_proxy": 1.0, "dynalite": 1.0}  # single-threaded Node processes
+
+
+def name_bottleneck(util, busiest_child, nproc, machine_busy):
+    """Names the bottleneck from per-process CPU utilisation (in cores) over the window.
+    Node emulators/proxies and each child are single-threaded (saturated near 1 core); the
+    daemon may use every core. Returns (label, explanation)."""
+    candidates = []
+    for k, cap in CAPACITY.items():
+        if k in util:
+            candidates.append((util[k] / cap, k if k != "h2c_proxy" else "emulator front (h2c proxy)"))
+    candidates.append((busiest_child, "children (busiest processor)"))
+    candidates.append((util["daemon"] / nproc, "daemon"))
+    candidates = [(r, n if n not in ("kinesalite", "dynalite") else f"emulator ({n})") for r, n in candidates]
+    candidates.sort(reverse=True)
+    top_ratio, top = candidates[0]
+    if top_ratio >= 0.85:
+        return top, f"{top} at {top_ratio:.0%} of its capacity"
+    if machine_busy >= 0.9 * nproc:
+        return "machine CPU", (f"all {nproc} cores busy ({machine_busy:.2f} cores incl. other users); "
+                               f"largest: {top} at {top_ratio:.0%}")
+    return f"none saturated (largest: {top})", f"{top} at {top_ratio:.0%} of its capacity"
+
+
+def scenario_throughput(ctx):
+    p = ctx.p
+    n = p["tput_records"]
+    results = {}
+    specs = ctx.runnable(results)
+    setup = {"emulators": "kinesalite + dynalite (Java through bench/h2c-proxy.js, CBOR off)", "shards": 4,
+             "records": n, "record_bytes": 100, "processor": "bench_processor.py count mode, checkpoint per batch",
+             "maxRecords": 10000, "idleTimeBetweenReadsInMillis": 200}
+    if not specs:
+        return results, setup
+    wd = ctx.workdir("throughput")
+    emus = {}
+    try:
+        emus["kinesis"] = testbed.start_kinesalite(wd)
+        emus["ddb"] = testbed.start_dynalite(wd)
+        if any(s.name == "java" for s in specs):
+            emus["h2c"] = testbed.start_h2c_proxy(emus["kinesis"], wd)
+        kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
+        stream = f"bench-tput-{_uid()}"
+        shards = kin.create_stream(kinesis, stream, 4)
+        setup["preload_s"] = round(kin.preload(emus["kinesis"].endpoint, stream, n, 100), 1)
+        timeout = 60 + n / 2000.0
+        for spec in specs:
+            app = f"bench-tput-{spec.name}-{_uid()}"
+            kin.seed_leases(ddb, app, shards)
+            d = ctx.workdir("throughput", spec.name)
+            out = ctx.workdir("throughput", spec.name, "out")
+            props = d / "app.properties"
+            write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
+                             ddb_endpoint=emus["ddb"].endpoint, processor_out=out)
+            run = DaemonRun(spec, props, d, "kinesalite", _extra_pids(emus, spec))
+            logs = ProcessorLogs(out)
+            try:
+                with run:
+                    run.wait_for(lambda: logs.poll() >= n, timeout, f"{n} records")
+                    time.sleep(0.3)
+                batches = sorted(logs.batches)
+                t_first, t_last = batches[0][0], batches[-1][0]
+                counted = sum(k for t, k in batches if t > t_first)
+                w = max(1e-6, t_last - t_first)
+                mon = run.monitor
+                util = {"daemon": mon.delta("daemon_cpu", t_first, t_last) / w,
+                        "children": mon.delta("children_cpu", t_first, t_last) / w}
+                for key in ("kinesalite", "dynalite", "h2c_proxy"):
+                    if f"{key}_cpu" in mon.samples[-1]:
+                        util[key] = mon.delta(f"{key}_cpu", t_first, t_last) / w
+                machine_busy = mon.delta("machine_busy", t_first, t_last) / w
+                _, busiest = mon.busiest_child(t_first, t_last)
+                bn, why = name_bottleneck(util, busiest / w, os.cpu_count(), machine_busy)
+                daemon_cpu = mon.delta("daemon_cpu", t_first, t_last)
+                results[spec.name] = {
+                    "status": "ok",
+                    "figures": {
+                        "records_per_s": round(counted / w) if counted else None,
+                        "cpu_s_per_100k": round(daemon_cpu / counted * 1e5, 3) if counted else None,
+                        "rss_loaded_mib": round(mon.last("daemon_hwm_kib") / MIB, 1),
+                        "bottleneck": bn,
+                    },
+                    "details": {
+                        "records_delivered": logs.total, "batches": len(batches),
+                        "window_s": round(w, 2), "records_in_window": counted,
+                        "launch_to_first_record_s": round(t_first - run.launch_ts, 2),
+                        "launch_to_last_record_s": round(t_last - run.launch_ts, 2),
+                        "daemon_cpu_s_window": round(daemon_cpu, 2),
+                        "daemon_cpu_s_total": round(mon.last("daemon_cpu"), 2),
+                        "utilisation_cores": {k: round(v, 2) for k, v in util.items()},
+                        "busiest_child_cores": round(busiest / w, 2),
+                        "machine_busy_cores": round(machine_busy, 2),
+                        "bottleneck_reason": why,
+                        "children_peak_rss_mib": round(mon.peak("children_rss_kib") / MIB, 1),
+                    },
+                    "meta": run.meta(),
+                }
+            except (DaemonFailed, BenchError) as e:
+                run.stop()
+                results[spec.name] = _failed(spec, e, run)
+    finally:
+        _stop_emus(emus)
+    return results, setup
+
+
+# ---- ceiling: the shard pipeline fed from memory (Rust benchmark, hook) ----------------------
+
+def ceiling_command():
+    """The synthetic-ceiling benchmark command, or None. Contract: it accepts `--records N` and
+    prints, as its last stdout line, a JSON object with at least `records_per_sec_per_core` and
+    `mb_per_sec_per_core` (optionally `records_per_sec`, `cpu_s`, `record_bytes`)."""
+    env = os.environ.get("BENCH_CEILING_CMD")
+    if env:
+        return shlex.split(env)
+    for cand in (REPO / "target" / "release" / "examples" / "pipeline_ceiling",
+                 REPO / "target" / "release" / "pipeline-ceiling"):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return [str(cand)]
+    return None
+
+
+def scenario_ceiling(ctx):
+    results = {}
+    setup = {"what": "encode processRecords -> pipe -> minimal child answering status, fed from memory",
+             "records": ctx.p["ceiling_records"]}
+    for spec in ctx.specs:
+        if spec.name == "java":
+            results["java"] = {"status": "n/a", "reason": "no Java equivalent is measured"}
+            continue
+        cmd = ceiling_command()
+        if cmd is None:
+            results[spec.name] = {"status": "pending", "reason": "no ceiling benchmark built yet (hook: "
+                                  "BENCH_CEILING_CMD or target/release/examples/pipeline_ceiling)"}
+            continue
+        argv = cmd + ["--records", str(ctx.p["ceiling_records"])]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            lines = [ln for ln in r.stdout.strip().splitlines() if ln.strip().startswith("{")]
+            if r.returncode != 0 or not lines:
+                raise BenchError(f"{argv[0]} exited {r.returncode}: {r.stderr.strip()[-500:]}")
+            data = json.loads(lines[-1])
+            results[spec.name] = {
+                "status": "ok",
+                "figures": {"records_per_sec_per_core": data["records_per_sec_per_core"],
+                            "mb_per_sec_per_core": data["mb_per_sec_per_core"]},
+                "details": data, "meta": {"command": " ".join(shlex.quote(a) for a in argv)},
+            }
+        except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, BenchError) as e:
+            results[spec.name] = {"status": "failed", "reason": str(e)}
+    return results, setup
+
+
+def run_scenario(ctx, name):
+    if name == "start-hot":
+        return scenario_start(ctx, hot=True)
+    if name == "start-cold":
+        return scenario_start(ctx, hot=False)
+    if name == "steady":
+        return scenario_steady(ctx)
+    if name == "latency":
+        return scenario_latency(ctx)
+    if name == "throughput":
+        return scenario_throughput(ctx)
+    if name == "ceiling":
+        return scenario_ceiling(ctx)
+    raise ValueError(name)

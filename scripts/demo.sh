@@ -153,6 +153,7 @@ say "daemon pid $daemon_pid, log $dir/daemon.log"
 progress=("$PY" "$REPO/scripts/testbed/demo_progress.py" --sent "$dir/sent.jsonl" --table "$APPLICATION_NAME"
           --dynamodb-endpoint "$DYNAMODB_ENDPOINT")
 [[ "$processor" == sample ]] || progress+=(--ledger "$dir/ledger.jsonl")
+[[ "$daemon" == multilangd ]] && progress+=(--daemon-log "$dir/daemon.log")
 
 if [[ -z "$count" ]]; then
   # Continuous: producer in the background, progress in the foreground until Ctrl-C / --duration.

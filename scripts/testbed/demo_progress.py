@@ -2,11 +2,14 @@
 """Progress of a running demo, one line every --interval seconds (scripts/demo.sh uses it).
 
   demo_progress.py --sent SENT.jsonl --table LEASE_TABLE --dynamodb-endpoint URL
-                   [--ledger LEDGER.jsonl] [--interval 2] [--until-complete] [--timeout S]
+                   [--ledger LEDGER.jsonl] [--daemon-log FILE] [--interval 2] [--until-complete]
+                   [--timeout S]
 
 Per line: records sent (producer ledger), records covered by checkpoints (for each shard: sent
 records whose sequence number is <= the lease's checkpoint; SHARD_END covers the whole shard),
-records seen by ledger processors (unique), and the leases held. Works with any processor,
+records seen by ledger processors (unique), records multilangd reports as delivered to its
+processors (--daemon-log: the daemon's periodic `progress` log lines, every 10 s), and the leases
+held. Works with any processor,
 including the unchanged amazon_kclpy sample (which checkpoints only every 30 s).
 
 --until-complete: exit 0 as soon as every sent record is in the processors' ledger (needs --ledger),
@@ -16,6 +19,7 @@ exit 1 after --timeout seconds. Otherwise runs until interrupted.
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -45,10 +49,33 @@ def read_jsonl(path, offset_cache):
     return entries
 
 
+PROGRESS = re.compile(r"progress.*shard_id=(\S+).*records=(\d+)|shard_id=(\S+).*records=(\d+).*progress")
+
+
+def delivered_from_log(path, offset_cache, per_shard):
+    """Updates per_shard from multilangd `progress` lines appended to its log since the last call."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset_cache.get(path, 0))
+            data = f.read()
+    except FileNotFoundError:
+        return
+    end = data.rfind(b"\n")
+    if end < 0:
+        return
+    offset_cache[path] = offset_cache.get(path, 0) + end + 1
+    for line in data[: end + 1].decode("utf-8", "replace").splitlines():
+        m = PROGRESS.search(line)
+        if m:
+            shard = m.group(1) or m.group(3)
+            per_shard[shard] = int(m.group(2) or m.group(4))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sent", required=True)
     p.add_argument("--ledger")
+    p.add_argument("--daemon-log", help="multilangd's log: sum the per-shard records= of its progress lines")
     p.add_argument("--table", required=True)
     p.add_argument("--dynamodb-endpoint", required=True)
     p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
@@ -65,6 +92,7 @@ def main():
     sent_keys = set()
     sent_total = 0
     seen = set()
+    delivered = {}
     start = time.monotonic()
     try:
         while True:
@@ -75,6 +103,8 @@ def main():
             if args.ledger:
                 for e in read_jsonl(args.ledger, offsets):
                     seen.add((e["shardId"], e["sequenceNumber"]))
+            if args.daemon_log:
+                delivered_from_log(args.daemon_log, offsets, delivered)
             leases = []
             try:
                 kwargs = {"TableName": args.table, "ConsistentRead": True}
@@ -103,6 +133,8 @@ def main():
                     owners.add(item["leaseOwner"]["S"])
             elapsed = time.monotonic() - start
             line = "demo: %5.0fs  sent %d  checkpointed %d" % (elapsed, sent_total, covered)
+            if args.daemon_log:
+                line += "  delivered %d" % sum(delivered.values())
             if args.ledger:
                 line += "  processed %d" % len(seen)
             line += "  leases %d (%d owned by %d worker%s)" % (len(leases), owned, len(owners),

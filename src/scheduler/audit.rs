@@ -215,8 +215,7 @@ impl Auditor {
             info!(gap = ?self.settings.min_sync_gap, "lease audit: a shard sync ran recently; deferring");
             return Ok(AuditOutcome::SyncDeferred);
         }
-        let created =
-            shard_sync(&self.lister, &self.store, self.position, self.ignore_unexpected_child_shards).await?;
+        let created = shard_sync(&self.lister, &self.store, self.position, self.ignore_unexpected_child_shards).await?;
         self.last_sync = Some(Instant::now());
         info!(created, "lease audit: shard sync done");
         Ok(AuditOutcome::Synced { created })

@@ -321,7 +321,7 @@ mod tests {
         assert!(bed.after(Duration::from_secs(1)).await.is_empty(), "one child still at TRIM_HORIZON");
         assert!(bed.store.calls(Op::GetLease) > reads);
         bed.start(&high);
-        assert_eq!(bed.after(Duration::from_secs(120)).await, [parent.clone()]);
+        assert_eq!(bed.after(Duration::from_secs(120)).await, vec![parent.clone()]);
         assert_eq!(bed.store.lease(&parent), None);
         assert!(bed.store.lease(&low).is_some() && bed.store.lease(&high).is_some());
         assert!(bed.cleaner.pending().is_empty());
@@ -352,7 +352,9 @@ mod tests {
         bed.store.delete_lease(&high).await.unwrap();
         bed.cleaner.enqueue(&parent);
         let mut none = None;
-        assert!(matches!(bed.cleaner.check(&parent, &mut none).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("does not exist")));
+        assert!(
+            matches!(bed.cleaner.check(&parent, &mut none).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("does not exist"))
+        );
         let shard = bed.stream.shards().into_iter().find(|s| s.shard_id == high).unwrap();
         let mut child = lease_for_shard(&shard, started());
         // The child is itself finished (and its own child has started): it still waits for
@@ -361,7 +363,9 @@ mod tests {
         child.child_shard_ids = ["grandchild".to_owned()].into_iter().collect();
         bed.store.put(child);
         bed.store.put(Lease::new("grandchild", started()));
-        assert!(matches!(bed.cleaner.check(&high, &mut none).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("parent lease")));
+        assert!(
+            matches!(bed.cleaner.check(&high, &mut none).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("parent lease"))
+        );
         assert_eq!(bed.cleaner.check(&parent, &mut none).await.unwrap(), CleanupOutcome::Deleted);
         assert!(bed.store.lease(&high).is_some());
     }
@@ -376,7 +380,9 @@ mod tests {
         assert!(matches!(bed.cleaner.check(&parent, &mut none).await.unwrap(), CleanupOutcome::NotReady(_)));
         bed.start(&low);
         bed.store.modify(&parent, |l| l.checkpoint = started());
-        assert!(matches!(bed.cleaner.check(&parent, &mut none).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("not SHARD_END")));
+        assert!(
+            matches!(bed.cleaner.check(&parent, &mut none).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("not SHARD_END"))
+        );
         assert!(bed.store.lease(&parent).is_some());
     }
 
@@ -400,9 +406,11 @@ mod tests {
         let shard = bed.stream.shards()[0].clone();
         bed.store.put(lease_for_shard(&shard, at(Position::ShardEnd)));
         bed.cleaner.enqueue(&shard.shard_id);
-        assert!(matches!(bed.cleaner.check(&shard.shard_id, &mut None).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("no child")));
+        assert!(
+            matches!(bed.cleaner.check(&shard.shard_id, &mut None).await.unwrap(), CleanupOutcome::NotReady(r) if r.contains("no child"))
+        );
         bed.stream.delete_shard(&shard.shard_id);
-        assert_eq!(bed.after(Duration::ZERO).await, [shard.shard_id.clone()]);
+        assert_eq!(bed.after(Duration::ZERO).await, vec![shard.shard_id.clone()]);
         assert_eq!(bed.store.lease(&shard.shard_id), None);
     }
 
@@ -416,7 +424,7 @@ mod tests {
         bed.store.fail_next(Op::DeleteLease, Fault::Dependency, 1);
         assert!(bed.after(Duration::from_secs(1)).await.is_empty());
         assert!(bed.store.lease(&parent).is_some());
-        assert_eq!(bed.after(Duration::from_secs(2)).await, [parent.clone()]);
+        assert_eq!(bed.after(Duration::from_secs(2)).await, vec![parent.clone()]);
         // Another worker deleted a queued lease first.
         let other = Lease::new("gone", at(Position::ShardEnd));
         bed.store.put(other);

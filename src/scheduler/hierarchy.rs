@@ -382,11 +382,7 @@ mod tests {
         // "x" expired (not listed): "a" is a root for the walk. Merge m = (a, b) where only
         // b's lineage has a lease: with LATEST both parents get leases, a at LATEST (not a
         // descendant) and b is not created (it has a lease).
-        let shards = [
-            shard("a", &["x"], true, "1"),
-            shard("b", &[], true, "2"),
-            shard("m", &["a", "b"], false, "3"),
-        ];
+        let shards = [shard("a", &["x"], true, "1"), shard("b", &[], true, "2"), shard("m", &["a", "b"], false, "3")];
         let existing: HashSet<&str> = ["b"].into_iter().collect();
         let leases = leases_to_create(&shards, &existing, InitialPosition::Latest, false).unwrap();
         assert_eq!(leases.len(), 1);

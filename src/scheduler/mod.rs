@@ -306,7 +306,7 @@ impl Scheduler {
                     self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
                 }
                 _ = progress_tick.tick() => log_progress(&shards, &running),
-                _ = audit_tick.tick() => self.audit(&mut auditor, shutdown).await,
+                _ = audit_tick.tick() => self.run_audit(&mut auditor, shutdown).await,
                 _ = cleanup_tick.tick() => self.clean_up(&mut cleaner, renewer, &mut shards, shutdown).await,
                 _ = migration_tick.tick() => {
                     if let Err(e) = self.check_migration_state().await {
@@ -323,7 +323,7 @@ impl Scheduler {
     }
 
     /// One lease audit (a no-op unless this worker is the leader); cut short by shutdown.
-    async fn audit(&self, auditor: &mut Auditor, shutdown: &CancellationToken) {
+    async fn run_audit(&self, auditor: &mut Auditor, shutdown: &CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => {}
             audited = auditor.audit() => {

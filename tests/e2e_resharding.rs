@@ -8,6 +8,8 @@
 //! - Splits while no worker ran, on an existing table that also lost a lease: the start-up
 //!   shard sync creates exactly the lease the KCL's non-empty-table algorithm names, at
 //!   once (the periodic audit would need several minutes).
+//! - A merge while processing: the child waits for both parents, and both parent leases are
+//!   deleted once it has started.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -365,4 +367,104 @@ fn shards_split_while_no_worker_ran_get_their_leases_from_the_start_up_sync() {
     // sighting of the hole) would have taken minutes.
     assert!(done_after < Duration::from_secs(60), "done {done_after:?} after start");
     eprintln!("all records delivered {done_after:?} after the second start");
+}
+
+/// Merges `shard` with `adjacent` and waits until the stream is ACTIVE again. Returns the
+/// child's id.
+async fn merge(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard: &str, adjacent: &str) -> String {
+    kinesis
+        .merge_shards()
+        .stream_name(stream)
+        .shard_to_merge(shard)
+        .adjacent_shard_to_merge(adjacent)
+        .send()
+        .await
+        .expect("MergeShards");
+    for _ in 0..100 {
+        let summary = kinesis.describe_stream_summary().stream_name(stream).send().await.expect("describe");
+        let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
+        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = kinesis.list_shards().stream_name(stream).send().await.expect("ListShards");
+    let children: Vec<String> = listed
+        .shards()
+        .iter()
+        .filter(|s| s.parent_shard_id() == Some(shard) && s.adjacent_parent_shard_id() == Some(adjacent))
+        .map(|s| s.shard_id().to_owned())
+        .collect();
+    assert_eq!(children.len(), 1, "merge child of {shard} and {adjacent}: {children:?}");
+    children[0].clone()
+}
+
+/// A merge while processing (§13 scenario 11, one worker): the child waits for both
+/// parents, has both as `parentShardId`, and both parent leases are deleted once the child
+/// has started.
+#[test]
+fn a_merge_during_processing_waits_for_both_parents_and_cleans_both_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let kinesis = emulators::start_kinesis_local();
+    let dynamo = emulators::start_dynalite();
+    let rt = runtime();
+    let (k, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &dynamo.endpoint));
+    let sent_before = dir.path().join("sent-before.jsonl");
+    produce(&kinesis.endpoint, "trips", 2, 300, 1, &sent_before);
+    let before = read_ledger(&sent_before);
+    let parents: Vec<String> = before.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    assert_eq!(parents.len(), 2);
+
+    let seen_path = dir.path().join("seen.jsonl");
+    let events_path = dir.path().join("events.jsonl");
+    let executable = Processor::PythonV3.executable_name(&seen_path, Some(&events_path), &[]);
+    let props = Props::local("merge-app", "trips", &executable, &kinesis.endpoint, &dynamo.endpoint)
+        .set("failoverTimeMillis", 4000)
+        .write(&dir.path().join("app.properties"));
+    let mut d = Daemon::start(Kind::Multilangd, &props, &dir.path().join("daemon.log"));
+    let log = |d: &Daemon| daemon::tail(&d.log_text(), 40);
+    daemon::wait_for(
+        "the parents' records",
+        Duration::from_secs(60),
+        || keys(&before).is_subset(&keys(&read_ledger(&seen_path))),
+        || log(&d),
+    );
+    let child = rt.block_on(merge(&k, "trips", &parents[0], &parents[1]));
+    let sent_after = dir.path().join("sent-after.jsonl");
+    produce(&kinesis.endpoint, "trips", 0, 300, 2, &sent_after);
+    let after = read_ledger(&sent_after);
+    assert!(after.iter().all(|e| e.shard_id == child));
+    let mut sent = before.clone();
+    sent.extend(after.iter().cloned());
+    daemon::wait_for(
+        "every record delivered",
+        Duration::from_secs(90),
+        || keys(&sent).is_subset(&keys(&read_ledger(&seen_path))),
+        || format!("leases: {:?}\n{}", rt.block_on(daemon::leases(&ddb, "merge-app")), log(&d)),
+    );
+    let items = rt.block_on(lease_items(&ddb, "merge-app"));
+    let item = items.get(&child).unwrap_or_else(|| panic!("no lease for {child}"));
+    assert_eq!(set(item, "parentShardId"), parents.iter().cloned().collect());
+    assert_eq!(text(item, "startingHashKey").as_deref(), Some("0"));
+    assert_eq!(text(item, "endingHashKey"), Some(u128::MAX.to_string()));
+    daemon::wait_for(
+        "both parent leases deleted",
+        Duration::from_secs(120),
+        || {
+            let items = rt.block_on(lease_items(&ddb, "merge-app"));
+            parents.iter().all(|p| !items.contains_key(p)) && items.contains_key(&child)
+        },
+        || format!("leases: {:?}\n{}", rt.block_on(daemon::leases(&ddb, "merge-app")), log(&d)),
+    );
+    assert!(d.terminate(Duration::from_secs(30)).success(), "{}", log(&d));
+
+    let seen = read_ledger(&seen_path);
+    assert_all_delivered(&sent, &seen);
+    let events = events(&events_path);
+    let initialized = first_time(&events, "initialize", &child).expect("child initialized");
+    for parent in &parents {
+        let ended = first_time(&events, "shard_ended", parent).unwrap_or_else(|| panic!("{parent} ended"));
+        assert!(initialized >= ended, "the child started at {initialized}, before {parent} ended at {ended}");
+    }
+    assert_eq!(seen.iter().filter(|e| e.shard_id == child).count(), after.len(), "the child's records, once");
 }

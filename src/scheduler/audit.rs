@@ -2,8 +2,8 @@
 //! checks that the leases still in progress cover the whole 128-bit hash-key range and runs
 //! a shard sync when the same hole shows up on several consecutive audits.
 //!
-//! As Java's `PeriodicShardSyncManager`: first run 60 s after start, then 120 s after the
-//! previous run ended. One audit:
+//! As Java's `PeriodicShardSyncManager`: first run 60 s after start, then every 120 s (a
+//! run that overruns delays the next one instead of stacking runs). One audit:
 //! 1. scans the lease table;
 //! 2. stops unless this worker is the leader ([`crate::lease::leader::is_leader`]: the
 //!    first of the deterministically shuffled lease owners; everyone while no lease has an

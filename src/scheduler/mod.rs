@@ -9,7 +9,18 @@
 //! - one consumer task per held lease ([`crate::shard::consumer`]). A consumer that fails
 //!   (processor crash, protocol error, stream error) is restarted from the lease's stored
 //!   checkpoint with exponential backoff while the lease is still held; other shards are
-//!   not affected.
+//!   not affected;
+//! - the leases recovery audit ([`audit`], tick): on the leader, checks that the leases in
+//!   progress cover the hash-key range and runs a shard sync ([`hierarchy`]) when the same
+//!   hole persists;
+//! - lease cleanup ([`cleanup`], tick): deletes the leases of shards this worker finished
+//!   once their children have started, and stops holding them.
+//!
+//! Start-up: an empty lease table gets the initial shard sync ([`sync`]); a non-empty one the
+//! non-empty-table sync ([`hierarchy`]) unless
+//! `skipShardSyncAtWorkerInitializationIfLeasesExist`, so shards created while no worker
+//! ran get leases at once rather than after the audit's three rounds. (Java 2.5.8 skips the
+//! sync when it finds the table non-empty; the sync is idempotent, so running it is safe.)
 //!
 //! Shutdown (the token passed to [`Scheduler::run`] is cancelled): stop taking, ask every
 //! consumer to shut down gracefully (`shutdownRequested`, then `leaseLost`) within
@@ -17,6 +28,9 @@
 //! (owner removed, conditioned on the counter) so other workers — Java or multilangd —
 //! can take them at once instead of waiting `failoverTimeMillis`.
 
+pub mod audit;
+pub mod cleanup;
+pub mod hierarchy;
 pub mod sync;
 
 use std::collections::HashMap;
@@ -28,6 +42,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use self::audit::{AuditSettings, Auditor};
+use self::cleanup::{CleanupSettings, LeaseCleaner};
 use crate::child::{Backoff, BackoffPolicy};
 use crate::config::{Config, InitialPosition};
 use crate::lease::renewer::{ConcurrencyToken, LeaseRenewer, RenewerConfig};
@@ -47,6 +63,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_INITIALIZATION_ATTEMPTS: u32 = 20;
 /// How often the KCL 3.x migration state is re-read.
 const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest period of a configurable tick (a zero period would panic).
+const MIN_TICK: Duration = Duration::from_millis(1);
 
 /// Fatal scheduler errors.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +97,8 @@ pub struct Scheduler {
     lister: Arc<dyn ShardLister>,
     readers: Arc<dyn ShardReaderFactory>,
     launcher: Arc<dyn ProcessorLauncher>,
+    audit: AuditSettings,
+    cleanup: CleanupSettings,
 }
 
 struct Running {
@@ -105,7 +125,23 @@ impl Scheduler {
         readers: Arc<dyn ShardReaderFactory>,
         launcher: Arc<dyn ProcessorLauncher>,
     ) -> Self {
-        Self { config, worker_id, store, lister, readers, launcher }
+        let audit = AuditSettings { min_sync_gap: config.shard_sync_interval, ..AuditSettings::default() };
+        let cleanup = CleanupSettings::from_config(&config);
+        Self { config, worker_id, store, lister, readers, launcher, audit, cleanup }
+    }
+
+    /// Replaces the audit timing (defaults: Java's 60 s / 120 s / 3 audits).
+    #[must_use]
+    pub fn with_audit_settings(mut self, audit: AuditSettings) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Replaces the lease cleanup settings (defaults: [`CleanupSettings::from_config`]).
+    #[must_use]
+    pub fn with_cleanup_settings(mut self, cleanup: CleanupSettings) -> Self {
+        self.cleanup = cleanup;
+        self
     }
 
     fn taker_settings(&self) -> TakerSettings {
@@ -153,8 +189,28 @@ impl Scheduler {
         let existing = self.store.list_leases().await.map_err(SchedulerError::LeaseTable)?;
         if existing.leases.is_empty() {
             sync::initial_sync(&self.lister, &self.store, self.config.initial_position).await?;
+        } else if self.config.skip_shard_sync_at_worker_initialization_if_leases_exist {
+            info!("skipping the start-up shard sync: the lease table has leases (skipShardSyncAtWorkerInitializationIfLeasesExist)");
+        } else {
+            self.startup_sync(&existing.leases).await;
         }
         Ok(())
+    }
+
+    /// The start-up sync of a non-empty table. Not fatal: the periodic audit repairs what a
+    /// failed sync leaves out.
+    async fn startup_sync(&self, leases: &[crate::lease::Lease]) {
+        let synced = hierarchy::non_empty_sync(
+            &self.lister,
+            &self.store,
+            self.config.initial_position,
+            self.config.ignore_unexpected_child_shards,
+            leases,
+        )
+        .await;
+        if let Err(e) = synced {
+            warn!(error = %e, "start-up shard sync failed; the lease audit will retry");
+        }
     }
 
     /// Runs until `shutdown` is cancelled, then shuts down gracefully.
@@ -215,6 +271,20 @@ impl Scheduler {
         let mut progress_tick = tokio::time::interval_at(Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
         let mut migration_tick =
             tokio::time::interval_at(Instant::now() + MIGRATION_CHECK_INTERVAL, MIGRATION_CHECK_INTERVAL);
+        let mut auditor = Auditor::new(
+            self.worker_id.clone(),
+            self.store.clone(),
+            self.lister.clone(),
+            self.config.initial_position,
+            self.config.ignore_unexpected_child_shards,
+            self.audit.clone(),
+        );
+        let audit_interval = self.audit.interval.max(MIN_TICK);
+        let mut audit_tick = tokio::time::interval_at(Instant::now() + self.audit.first_run, audit_interval);
+        audit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cleaner = LeaseCleaner::new(self.store.clone(), self.lister.clone(), self.cleanup.clone());
+        let mut cleanup_tick = tokio::time::interval(self.cleanup.tick.max(MIN_TICK));
+        cleanup_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut fatal = None;
 
         loop {
@@ -236,6 +306,8 @@ impl Scheduler {
                     self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
                 }
                 _ = progress_tick.tick() => log_progress(&shards, &running),
+                _ = audit_tick.tick() => self.run_audit(&mut auditor, shutdown).await,
+                _ = cleanup_tick.tick() => self.clean_up(&mut cleaner, renewer, &mut shards, shutdown).await,
                 _ = migration_tick.tick() => {
                     if let Err(e) = self.check_migration_state().await {
                         error!(error = %e, "stopping: the fleet switched to KCL 3.x");
@@ -248,6 +320,42 @@ impl Scheduler {
         self.shut_down(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop).await;
         log_progress(&shards, &running);
         fatal.map_or(Ok(()), Err)
+    }
+
+    /// One lease audit (a no-op unless this worker is the leader); cut short by shutdown.
+    async fn run_audit(&self, auditor: &mut Auditor, shutdown: &CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            audited = auditor.audit() => {
+                if let Err(e) = audited {
+                    warn!(error = %e, "lease audit failed");
+                }
+            }
+        }
+    }
+
+    /// Queues the leases of shards this worker finished for cleanup, runs the due checks and
+    /// stops holding the leases that are gone; cut short by shutdown.
+    async fn clean_up(
+        &self,
+        cleaner: &mut LeaseCleaner,
+        renewer: &LeaseRenewer,
+        shards: &mut HashMap<String, ShardState>,
+        shutdown: &CancellationToken,
+    ) {
+        for (key, state) in shards.iter() {
+            if state.ended {
+                cleaner.enqueue(key);
+            }
+        }
+        let removed = tokio::select! {
+            () = shutdown.cancelled() => return,
+            removed = cleaner.run_due() => removed,
+        };
+        for key in removed {
+            renewer.drop_lease(&key);
+            shards.remove(&key);
+        }
     }
 
     /// Starts a consumer for every held lease that has none (and is not backing off).

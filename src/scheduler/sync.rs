@@ -33,6 +33,10 @@ pub enum SyncError {
     /// The listed shards do not cover the hash-key range (a reshard in progress?).
     #[error("the shards listed do not cover the whole hash-key range: {0}")]
     Incomplete(String),
+    /// Open shards whose parent is also open: the listing raced with a reshard
+    /// (set `ignoreUnexpectedChildShards` to skip them instead).
+    #[error("open shards with an open parent (listing raced with a reshard?): {}", .0.join(", "))]
+    Inconsistent(Vec<String>),
 }
 
 /// The lease checkpoint sentinel for an initial position.

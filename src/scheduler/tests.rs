@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::config::{properties, Config};
+use crate::config::{properties, Config, InitialPosition};
 use crate::lease::memory::InMemoryLeaseStore;
 use crate::sequence::Position;
 use crate::shard::fake::{FakeBehaviour, FakeEvent, FakeLauncher};
@@ -33,7 +33,17 @@ struct Harness {
 }
 
 fn start(config: Config, stream: InMemoryStream, launcher: FakeLauncher) -> Harness {
-    let store = InMemoryLeaseStore::new("app");
+    start_with(config, stream, launcher, InMemoryLeaseStore::new("app"), |s| s)
+}
+
+/// Starts a scheduler on `store` (possibly pre-populated), adjusted by `configure`.
+fn start_with(
+    config: Config,
+    stream: InMemoryStream,
+    launcher: FakeLauncher,
+    store: InMemoryLeaseStore,
+    configure: impl FnOnce(Scheduler) -> Scheduler,
+) -> Harness {
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::new(
         Arc::new(config),
@@ -43,8 +53,33 @@ fn start(config: Config, stream: InMemoryStream, launcher: FakeLauncher) -> Harn
         Arc::new(stream.clone()),
         Arc::new(launcher.clone()),
     );
-    let task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let task = tokio::spawn(configure(scheduler).run(shutdown.clone()));
     Harness { store, launcher, shutdown, task }
+}
+
+/// Cleanup checks every few milliseconds.
+fn fast_cleanup(enabled: bool) -> CleanupSettings {
+    CleanupSettings {
+        enabled,
+        tick: Duration::from_millis(20),
+        first_check: Duration::from_millis(50),
+        max_check_interval: Duration::from_millis(200),
+    }
+}
+
+/// Audits every 50 ms, syncing on the third sighting of a hole.
+fn fast_audit() -> AuditSettings {
+    AuditSettings {
+        first_run: Duration::from_millis(50),
+        interval: Duration::from_millis(50),
+        confidence_threshold: 3,
+        min_sync_gap: Duration::ZERO,
+    }
+}
+
+/// No audit during the test.
+fn no_audit() -> AuditSettings {
+    AuditSettings { first_run: Duration::from_secs(3600), ..AuditSettings::default() }
 }
 
 impl Harness {
@@ -185,4 +220,120 @@ async fn a_stolen_lease_gets_lease_lost() {
     let (store, launcher) = h.stop().await;
     assert_eq!(store.lease(&shard).unwrap().owner.as_deref(), Some("other-worker"));
     assert!(!launcher.events(&shard).contains(&FakeEvent::ShutdownRequested));
+}
+
+/// A parent that reached SHARD_END loses its lease once both children have checkpointed
+/// past TRIM_HORIZON; the worker stops holding (renewing) it; the children keep theirs.
+#[tokio::test]
+async fn a_finished_parent_lease_is_deleted_after_its_children_started() {
+    let stream = InMemoryStream::with_shards(1).with_max_records(50);
+    let parent = stream.shards()[0].shard_id.clone();
+    put(&stream, &parent, 20);
+    let children: Vec<String> = stream.split_shard(&parent).iter().map(|c| c.shard_id.clone()).collect();
+    for child in &children {
+        put(&stream, child, 7);
+    }
+    let store = InMemoryLeaseStore::new("app");
+    let h = start_with(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), store, |s| {
+        s.with_cleanup_settings(fast_cleanup(true)).with_audit_settings(no_audit())
+    });
+    h.wait_until("parent at SHARD_END", |h| {
+        h.store.lease(&parent).is_some_and(|l| l.checkpoint.position == Position::ShardEnd)
+    })
+    .await;
+    h.wait_until("parent lease deleted", |h| h.store.lease(&parent).is_none()).await;
+    for child in &children {
+        let lease = h.store.lease(child).unwrap();
+        assert!(!lease.checkpoint.position.is_initial_sentinel(), "{child} started before the delete: {lease:?}");
+    }
+    // It stays deleted while the children's leases are still renewed.
+    let renews = h.store.calls(crate::lease::memory::Op::RenewLease);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(h.store.lease(&parent).is_none());
+    let (store, launcher) = h.stop().await;
+    assert!(store.calls(crate::lease::memory::Op::RenewLease) > renews, "children still renewed");
+    assert!(launcher.events(&parent).contains(&FakeEvent::ShardEnded));
+    for child in &children {
+        assert_eq!(launcher.records_seen_ordered(child).len(), 7);
+    }
+}
+
+#[tokio::test]
+async fn cleanup_disabled_keeps_the_finished_parent_lease() {
+    let stream = InMemoryStream::with_shards(1).with_max_records(50);
+    let parent = stream.shards()[0].shard_id.clone();
+    put(&stream, &parent, 3);
+    let children: Vec<String> = stream.split_shard(&parent).iter().map(|c| c.shard_id.clone()).collect();
+    for child in &children {
+        put(&stream, child, 2);
+    }
+    let h = start_with(
+        config("cleanupLeasesUponShardCompletion = false\n"),
+        stream,
+        FakeLauncher::new(FakeBehaviour::default()),
+        InMemoryLeaseStore::new("app"),
+        |s| {
+            let from_config = CleanupSettings::from_config(&s.config);
+            assert!(!from_config.enabled);
+            s.with_cleanup_settings(CleanupSettings { enabled: false, ..fast_cleanup(false) })
+        },
+    );
+    h.wait_until("children checkpointed", |h| {
+        children.iter().all(|c| h.store.lease(c).is_some_and(|l| !l.checkpoint.position.is_initial_sentinel()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (store, _) = h.stop().await;
+    assert_eq!(store.lease(&parent).unwrap().checkpoint.position, Position::ShardEnd);
+    assert_eq!(store.calls(crate::lease::memory::Op::DeleteLease), 0);
+}
+
+/// Two shards, but the table only has a lease for the first (e.g. the second was added
+/// while no worker ran and its lineage is unknown to the table): the start-up sync creates
+/// the missing lease at once.
+#[tokio::test]
+async fn the_start_up_sync_creates_leases_missing_from_a_non_empty_table() {
+    let stream = InMemoryStream::with_shards(2).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    let sent = put(&stream, &shards[1], 5);
+    let store = InMemoryLeaseStore::new("app");
+    store.put(sync::lease_for_shard(&stream.shards()[0], sync::initial_checkpoint(InitialPosition::TrimHorizon)));
+    let h = start_with(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), store, |s| {
+        s.with_audit_settings(no_audit())
+    });
+    h.wait_until("records of the second shard", |h| h.records_seen(&shards[1]).len() == 5).await;
+    let (store, launcher) = h.stop().await;
+    assert_eq!(launcher.records_seen_ordered(&shards[1]), sent);
+    assert!(store.lease(&shards[1]).unwrap().hash_key_range.is_some());
+}
+
+#[tokio::test]
+async fn with_skip_shard_sync_the_audit_creates_the_missing_lease_after_three_sightings() {
+    let stream = InMemoryStream::with_shards(2).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    put(&stream, &shards[1], 5);
+    let seed = |stream: &InMemoryStream| {
+        let store = InMemoryLeaseStore::new("app");
+        store.put(sync::lease_for_shard(&stream.shards()[0], sync::initial_checkpoint(InitialPosition::TrimHorizon)));
+        store
+    };
+    let skip = "skipShardSyncAtWorkerInitializationIfLeasesExist = true\n";
+
+    // No audit: the missing lease stays missing.
+    let h = start_with(config(skip), stream.clone(), FakeLauncher::new(FakeBehaviour::default()), seed(&stream), |s| {
+        s.with_audit_settings(no_audit())
+    });
+    h.wait_until("first shard processed", |h| h.launcher.launches(&shards[0]) == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (store, _) = h.stop().await;
+    assert!(store.lease(&shards[1]).is_none(), "skipped at start-up");
+
+    // With audits: created after the third audit that sees the hole, then processed.
+    let h = start_with(config(skip), stream.clone(), FakeLauncher::new(FakeBehaviour::default()), seed(&stream), |s| {
+        s.with_audit_settings(fast_audit())
+    });
+    h.wait_until("records of the second shard", |h| h.records_seen(&shards[1]).len() == 5).await;
+    let (store, _) = h.stop().await;
+    let lists = store.calls(crate::lease::memory::Op::ListLeases);
+    assert!(lists >= 4, "three audits and the sync's own scan: {lists}");
 }

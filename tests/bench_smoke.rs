@@ -41,8 +41,8 @@ fn missing_binary_is_reported_not_available() {
     }
 }
 
+/// Every scenario of the harness runs against the (debug) multilangd binary at tiny sizes.
 #[test]
-#[ignore = "needs multilangd working end to end against the emulators; run with --ignored"]
 fn tiny_benchmarks_run_against_multilangd() {
     let results = tempfile::tempdir().unwrap();
     let bin = support::multilangd_bin();

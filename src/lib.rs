@@ -88,11 +88,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let config = Arc::new(config);
     let clients = aws::clients(&config).await?;
     let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
-    let store = Arc::new(DynamoLeaseStore::new(
-        clients.dynamodb.clone(),
-        config.table_name.clone(),
-        format!("{}-CoordinatorState", config.application_name),
-    ));
+    let store = Arc::new(
+        DynamoLeaseStore::new(
+            clients.dynamodb.clone(),
+            config.table_name.clone(),
+            format!("{}-CoordinatorState", config.application_name),
+        )
+        .with_deletion_protection(config.lease_table_deletion_protection_enabled),
+    );
     let stream = StreamRef::from_config(&config);
     let list_settings = ListShardsSettings {
         backoff: config.list_shards_backoff,

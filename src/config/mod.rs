@@ -141,7 +141,7 @@ pub struct Config {
     pub executable: Executable,
     /// `processingLanguage` (informational).
     pub processing_language: Option<String>,
-    /// `maxActiveThreads` (accepted; caps concurrently running children when > 0).
+    /// `maxActiveThreads` (accepted, no effect: child I/O is asynchronous).
     pub max_active_threads: Option<u32>,
     /// `applicationName` (required).
     pub application_name: String,

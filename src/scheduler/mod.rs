@@ -164,6 +164,7 @@ impl Scheduler {
                 _ => None,
             },
             task_backoff: self.config.task_backoff,
+            log_warning_for_task_after: self.config.log_warning_for_task_after,
         }
     }
 

@@ -61,6 +61,8 @@ pub struct ConsumerSettings {
     pub at_timestamp_millis: Option<i64>,
     /// Backoff after a failed store call (`taskBackoffTimeMillis`).
     pub task_backoff: Duration,
+    /// Warn when one processor action takes longer (`logWarningForTaskAfterMillis`).
+    pub log_warning_for_task_after: Option<Duration>,
 }
 
 /// Everything one consumer works with.
@@ -288,7 +290,12 @@ impl Consumer {
         }
         let action =
             Action::ProcessRecords { records: &batch.records, millis_behind_latest: batch.millis_behind_latest };
+        let started = tokio::time::Instant::now();
         let result = processor.perform(action, Some(&mut self.checkpointer)).await;
+        let took = started.elapsed();
+        if self.ctx.settings.log_warning_for_task_after.is_some_and(|limit| took > limit) {
+            warn!(took = ?took, records = batch.records.len(), "processRecords took longer than logWarningForTaskAfterMillis");
+        }
         self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
         result?;
         let progress = &self.ctx.progress;

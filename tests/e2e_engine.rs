@@ -11,41 +11,9 @@ use std::time::Duration;
 
 use support::daemon::{self, Daemon, Kind, Props};
 use support::emulators;
+use support::ledger::{assert_digests_match, keys, last_per_shard, seq_gt};
+use support::runtime;
 use support::sample_apps::{read_ledger, LedgerEntry, Processor};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-/// Highest sequence number per shard in a producer ledger.
-fn last_per_shard(sent: &[LedgerEntry]) -> BTreeMap<String, String> {
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for e in sent {
-        let slot = last.entry(e.shard_id.clone()).or_default();
-        if seq_gt(&e.sequence_number, slot) {
-            slot.clone_from(&e.sequence_number);
-        }
-    }
-    last
-}
-
-fn seq_gt(a: &str, b: &str) -> bool {
-    (a.len(), a) > (b.len(), b)
-}
-
-fn keys(entries: &[LedgerEntry]) -> BTreeSet<(String, String)> {
-    entries.iter().map(|e| (e.shard_id.clone(), e.sequence_number.clone())).collect()
-}
-
-fn assert_digests_match(sent: &[LedgerEntry], seen: &[LedgerEntry]) {
-    let by_key: BTreeMap<(&str, &str), &str> =
-        sent.iter().map(|e| ((e.shard_id.as_str(), e.sequence_number.as_str()), e.sha256.as_str())).collect();
-    for e in seen {
-        if let Some(digest) = by_key.get(&(e.shard_id.as_str(), e.sequence_number.as_str())) {
-            assert_eq!(*digest, e.sha256, "payload of {} {} changed on the way", e.shard_id, e.sequence_number);
-        }
-    }
-}
 
 fn ledger_processor(ledger: &Path) -> String {
     Processor::PythonV3.executable_name(ledger, None, &[])

@@ -11,31 +11,10 @@ use std::time::Duration;
 
 use support::daemon::{self, Daemon, Kind, Props};
 use support::emulators;
-use support::sample_apps::{read_ledger, LedgerEntry, Processor};
+use support::ledger::{keys, last_per_shard, seq_gt};
+use support::sample_apps::{read_ledger, Processor};
 
 const RECORDS: usize = 600;
-
-fn seq_gt(a: &str, b: &str) -> bool {
-    if !b.bytes().all(|c| c.is_ascii_digit()) {
-        return true; // a sentinel (TRIM_HORIZON): every record is after it
-    }
-    (a.len(), a) > (b.len(), b)
-}
-
-fn keys(entries: &[LedgerEntry]) -> BTreeSet<(String, String)> {
-    entries.iter().map(|e| (e.shard_id.clone(), e.sequence_number.clone())).collect()
-}
-
-fn last_per_shard(sent: &[LedgerEntry]) -> BTreeMap<String, String> {
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    for e in sent {
-        let slot = last.entry(e.shard_id.clone()).or_default();
-        if slot.is_empty() || seq_gt(&e.sequence_number, slot) {
-            slot.clone_from(&e.sequence_number);
-        }
-    }
-    last
-}
 
 type Schema = BTreeMap<String, BTreeSet<&'static str>>;
 

@@ -16,54 +16,14 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use support::daemon::{self, Daemon, Kind, Props};
 use support::emulators;
-use support::sample_apps::{producer_script, read_ledger, LedgerEntry, Processor};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-/// Runs the producer with `seed`: `count` records into `stream` (created with `create`
-/// shards when `create > 0`), ledger appended to `ledger`.
-fn produce(kinesis: &str, stream: &str, create: u32, count: usize, seed: u32, ledger: &Path) {
-    let output = Command::new(support::python())
-        .arg(producer_script())
-        .args(["--endpoint", kinesis, "--stream", stream, "--create-stream", &create.to_string()])
-        .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--progress-interval", "30"])
-        .arg("--ledger")
-        .arg(ledger)
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .output()
-        .expect("run the producer");
-    assert!(
-        output.status.success(),
-        "producer failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn keys(entries: &[LedgerEntry]) -> BTreeSet<(String, String)> {
-    entries.iter().map(|e| (e.shard_id.clone(), e.sequence_number.clone())).collect()
-}
-
-fn assert_all_delivered(sent: &[LedgerEntry], seen: &[LedgerEntry]) {
-    let missing: Vec<_> = keys(sent).difference(&keys(seen)).take(5).cloned().collect();
-    assert!(missing.is_empty(), "records never delivered, e.g. {missing:?}");
-    let digests: BTreeMap<(&str, &str), &str> =
-        sent.iter().map(|e| ((e.shard_id.as_str(), e.sequence_number.as_str()), e.sha256.as_str())).collect();
-    for e in seen {
-        if let Some(digest) = digests.get(&(e.shard_id.as_str(), e.sequence_number.as_str())) {
-            assert_eq!(*digest, e.sha256, "payload of {} {} changed", e.shard_id, e.sequence_number);
-        }
-    }
-}
+use support::ledger::{assert_all_delivered, keys};
+use support::runtime;
+use support::sample_apps::{read_ledger, Processor};
 
 /// Splits `shard` in the middle of its hash-key range and waits until the stream is ACTIVE
 /// again. Returns the ids of the two children (lower half first).
@@ -147,7 +107,7 @@ fn a_split_during_processing_ends_the_parent_then_children_take_over_and_the_par
     let rt = runtime();
     let (k, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &dynamo.endpoint));
     let sent_before = dir.path().join("sent-before.jsonl");
-    produce(&kinesis.endpoint, "trips", 1, 300, 1, &sent_before);
+    daemon::produce_seeded(&kinesis.endpoint, "trips", 1, 300, 1, &sent_before);
     let parent = read_ledger(&sent_before)[0].shard_id.clone();
 
     let seen_path = dir.path().join("seen.jsonl");
@@ -168,7 +128,7 @@ fn a_split_during_processing_ends_the_parent_then_children_take_over_and_the_par
 
     let children = rt.block_on(split(&k, "trips", &parent));
     let sent_after = dir.path().join("sent-after.jsonl");
-    produce(&kinesis.endpoint, "trips", 0, 400, 2, &sent_after);
+    daemon::produce_seeded(&kinesis.endpoint, "trips", 0, 400, 2, &sent_after);
     let after = read_ledger(&sent_after);
     for child in &children {
         assert!(after.iter().any(|e| &e.shard_id == child), "records went to {child} too");
@@ -255,7 +215,7 @@ fn shards_split_while_no_worker_ran_get_their_leases_from_the_start_up_sync() {
     let rt = runtime();
     let (k, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &dynamo.endpoint));
     let sent_before = dir.path().join("sent-before.jsonl");
-    produce(&kinesis.endpoint, "trips", 2, 200, 1, &sent_before);
+    daemon::produce_seeded(&kinesis.endpoint, "trips", 2, 200, 1, &sent_before);
     let before = read_ledger(&sent_before);
     let shards: Vec<String> = before.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     assert_eq!(shards.len(), 2);
@@ -296,7 +256,7 @@ fn shards_split_while_no_worker_ran_get_their_leases_from_the_start_up_sync() {
     let kept_children = rt.block_on(split(&k, "trips", &kept));
     let lost_children = rt.block_on(split(&k, "trips", &lost));
     let sent_after = dir.path().join("sent-after.jsonl");
-    produce(&kinesis.endpoint, "trips", 0, 400, 2, &sent_after);
+    daemon::produce_seeded(&kinesis.endpoint, "trips", 0, 400, 2, &sent_after);
     let after = read_ledger(&sent_after);
     rt.block_on(ddb.delete_item().table_name("resplit-app").key("leaseKey", AttributeValue::S(lost.clone())).send())
         .unwrap();
@@ -410,7 +370,7 @@ fn a_merge_during_processing_waits_for_both_parents_and_cleans_both_up() {
     let rt = runtime();
     let (k, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &dynamo.endpoint));
     let sent_before = dir.path().join("sent-before.jsonl");
-    produce(&kinesis.endpoint, "trips", 2, 300, 1, &sent_before);
+    daemon::produce_seeded(&kinesis.endpoint, "trips", 2, 300, 1, &sent_before);
     let before = read_ledger(&sent_before);
     let parents: Vec<String> = before.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     assert_eq!(parents.len(), 2);
@@ -431,7 +391,7 @@ fn a_merge_during_processing_waits_for_both_parents_and_cleans_both_up() {
     );
     let child = rt.block_on(merge(&k, "trips", &parents[0], &parents[1]));
     let sent_after = dir.path().join("sent-after.jsonl");
-    produce(&kinesis.endpoint, "trips", 0, 300, 2, &sent_after);
+    daemon::produce_seeded(&kinesis.endpoint, "trips", 0, 300, 2, &sent_after);
     let after = read_ledger(&sent_after);
     assert!(after.iter().all(|e| e.shard_id == child));
     let mut sent = before.clone();

@@ -244,12 +244,17 @@ pub fn type_of(value: &AttributeValue) -> &'static str {
 }
 
 /// Runs the producer: `count` records into `stream` (created with `shards` shards if
-/// missing), writing its ledger to `ledger`.
+/// missing), appending its ledger to `ledger`.
 pub fn produce(kinesis: &str, stream: &str, shards: u32, count: usize, ledger: &Path) {
+    produce_seeded(kinesis, stream, shards, count, 1, ledger);
+}
+
+/// [`produce`] with the producer's `--seed` (different seeds, different records).
+pub fn produce_seeded(kinesis: &str, stream: &str, shards: u32, count: usize, seed: u32, ledger: &Path) {
     let output = Command::new(super::python())
         .arg(repo_dir().join("sample-apps/producer/taxi_producer.py"))
         .args(["--endpoint", kinesis, "--stream", stream, "--create-stream", &shards.to_string()])
-        .args(["--count", &count.to_string(), "--progress-interval", "30", "--ledger"])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--progress-interval", "30", "--ledger"])
         .arg(ledger)
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "x")

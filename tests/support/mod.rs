@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod emulators;
+pub mod ledger;
 pub mod sample_apps;
 
 use std::path::PathBuf;
@@ -27,4 +28,9 @@ pub fn python() -> PathBuf {
 /// The built `multilangd` binary under test.
 pub fn multilangd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_multilangd"))
+}
+
+/// A current-thread runtime for the SDK calls of blocking tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }

@@ -68,10 +68,12 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Show the application's lease table: per shard the owner, leaseCounter, checkpoint
-    /// (`SEQUENCE/SUB` when the sub-sequence number is not 0), parent and child shards; the
-    /// lease count per owner and which owner is the KCL 2.x leader; the KCL 3.x migration
-    /// state; malformed items.
+    /// Show the application's lease table (owners, counters, checkpoints, the 2.x leader).
+    ///
+    /// Per shard: the owner, leaseCounter, checkpoint (`SEQUENCE/SUB` when the sub-sequence
+    /// number is not 0), parent and child shards. Then the lease count per owner and which
+    /// owner is the KCL 2.x leader (the one that runs the periodic shard-sync audit), the
+    /// KCL 3.x migration state (Migration3.0) and the malformed items workers skip.
     ///
     /// A worker is alive while the counters of its leases keep changing (each renewal, every
     /// failoverTimeMillis/3, increments them). With --watch the table is read again every
@@ -81,7 +83,7 @@ enum Command {
     ///
     /// Uses the properties file's applicationName/tableName, region, dynamoDBEndpoint and
     /// DynamoDB credentials; only reads. Exit codes: 0 ok, 78 configuration error, 1 lease
-    /// table missing or DynamoDB error.
+    /// table missing or DynamoDB error. See docs/operations.md.
     #[command(verbatim_doc_comment)]
     Leases {
         /// The properties file.

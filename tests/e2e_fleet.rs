@@ -482,6 +482,10 @@ fn rolling_restart_with_sigterm_hands_every_shard_over_in_under_two_seconds() {
         let started = Instant::now();
         stop(&mut d);
         let stopped_in = started.elapsed();
+        // Released before the exit: none of its leases still names it.
+        let still_owned: Vec<String> =
+            fleet.owners().into_iter().filter(|(_, o)| o.as_deref() == Some(old.as_str())).map(|(k, _)| k).collect();
+        assert!(still_owned.is_empty(), "{old} exited without releasing {still_owned:?}");
         let new = format!("{old}-restarted-{i}");
         daemons.insert(new.clone(), fleet.start(Kind::Multilangd, &new));
         live.push(new.clone());

@@ -315,6 +315,10 @@ fn kcl3_items_are_skipped_untouched_and_checkpoint_owner_is_removed_on_take() {
     assert_eq!(lease(&reads[3], s1)["looksExpired"], false, "unowned leases are available, not expired");
     assert_eq!(reads[3]["leader"], "kcl3-dead-worker");
     assert_eq!(reads[3]["migration"]["kcl3xMode"], false);
+    // The KCL 3.x items are not leases, and not malformed either.
+    let malformed: Vec<&str> = reads[3]["malformed"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert!(malformed.len() == 1 && malformed[0].contains("shardId-000000000999"), "{malformed:?}");
+    assert_eq!(reads[3]["leases"].as_array().unwrap().len(), 4);
 
     bed.produce(4, 200, "sent-1.jsonl");
     sent.extend(read_ledger(&bed.path("sent-1.jsonl")));

@@ -347,32 +347,39 @@ fn leases(path: &Path, json: bool, watch: Option<Duration>, count: Option<u64>) 
         let mut next = tokio::time::Instant::now();
         loop {
             let snapshot = match Snapshot::read(&store, config.failover_time, &mut tracker).await {
-                Ok(snapshot) => snapshot,
-                Err(e @ multilangd::lease::LeaseError::TableMissing { .. }) => {
-                    eprintln!(
-                        "multilangd: {e} (has the application `{}` never run, or are tableName/applicationName \
-                         and the DynamoDB region/endpoint right?)",
-                        config.application_name
-                    );
-                    return ExitCode::from(EXIT_RUNTIME);
-                }
+                Ok(snapshot) => Some(snapshot),
                 Err(e) => {
-                    eprintln!("multilangd: cannot read the lease table: {}", chain(&e));
-                    return ExitCode::from(EXIT_RUNTIME);
+                    let hint = if matches!(e, multilangd::lease::LeaseError::TableMissing { .. }) {
+                        format!(
+                            " (has the application `{}` never run, or are tableName/applicationName and the \
+                             DynamoDB region/endpoint right?)",
+                            config.application_name
+                        )
+                    } else {
+                        String::new()
+                    };
+                    eprintln!("multilangd: cannot read the lease table: {}{hint}", chain(&e));
+                    // A watch that has worked once rides out transient errors.
+                    if watch.is_none() || reads == 0 {
+                        return ExitCode::from(EXIT_RUNTIME);
+                    }
+                    None
                 }
             };
-            reads += 1;
-            let text = if json {
-                format!("{}\n", snapshot.to_json())
-            } else if watch.is_some() {
-                format!("--- read {reads} ---\n{}\n", snapshot.render_text())
-            } else {
-                snapshot.render_text()
-            };
-            let mut stdout = std::io::stdout().lock();
-            // A closed stdout (e.g. `| head`) ends the command quietly.
-            if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
-                return ExitCode::SUCCESS;
+            if let Some(snapshot) = snapshot {
+                reads += 1;
+                let text = if json {
+                    format!("{}\n", snapshot.to_json())
+                } else if watch.is_some() {
+                    format!("--- read {reads} ---\n{}\n", snapshot.render_text())
+                } else {
+                    snapshot.render_text()
+                };
+                let mut stdout = std::io::stdout().lock();
+                // A closed stdout (e.g. `| head`) ends the command quietly.
+                if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                    return ExitCode::SUCCESS;
+                }
             }
             let Some(every) = watch else { return ExitCode::SUCCESS };
             if count.is_some_and(|n| reads >= n) {

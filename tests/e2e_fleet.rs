@@ -444,7 +444,9 @@ fn processing_gaps(events: &[Event], from: f64, to: f64) -> BTreeMap<String, (f6
 /// Rolling restart of a 3-worker fleet with SIGTERM, one worker after the other, each
 /// replaced by a new process at once (while records flow): every daemon exits 0; every
 /// processor it was running gets `shutdownRequested` and checkpoints successfully in it
-/// (the lease is still held then); no shard pauses for 2 s or more; nothing is lost.
+/// (the lease is still held then); no shard pauses for 2 s or more; nothing is lost. Then
+/// one worker stops for good and the other two take its released leases at their next
+/// taker round.
 ///
 /// The gap depends on `failoverTimeMillis` (F = 600 ms here): a stopping worker releases its
 /// leases once its processors have finished; a released lease is taken at the next taker
@@ -553,6 +555,22 @@ fn rolling_restart_with_sigterm_hands_every_shard_over_in_under_two_seconds() {
             .collect::<Vec<_>>()
     );
     assert!(worst < 2.0, "{worst_shard} paused for {worst:.2} s during the rolling restart: {gaps:?}");
+
+    // Scale-in: one worker stops for good. Its released leases need no expiry: the other
+    // two take them at their next taker round (within I; 2 × I if both pick the same
+    // lease in the same moment and one take loses).
+    let leaving = live.remove(0);
+    let held: Vec<String> =
+        fleet.owners().into_iter().filter(|(_, o)| o.as_deref() == Some(leaving.as_str())).map(|(k, _)| k).collect();
+    let mut d = daemons.remove(&leaving).unwrap();
+    stop(&mut d);
+    let taken = fleet.until("the survivors to take the released leases", interval * 4, |f| {
+        let owners = f.owners();
+        held.iter().all(|k| owners[k].as_ref().is_some_and(|o| live.contains(o)))
+    });
+    println!("scale-in: {leaving}'s {} released leases taken by the survivors {taken:?} after its exit", held.len());
+    assert!(taken <= interval * 2 + Duration::from_millis(500), "released leases taken after {taken:?}");
+    drop(d);
 
     assert!(producer.wait(Duration::from_secs(120)).success(), "producer failed");
     fleet.assert_nothing_lost(Duration::from_secs(90));

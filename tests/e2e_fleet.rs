@@ -268,19 +268,10 @@ impl Fleet {
         }
     }
 
-    /// Record processors still running from this fleet (their command line names the
-    /// fleet's directory).
-    fn leftover_processes(&self) -> Vec<String> {
-        let marker = self.dir.path().display().to_string();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&marker) {
-                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
-            }
-        }
-        found
+    /// Processes still running from this fleet (daemons and record processors: their
+    /// command lines name the fleet's directory).
+    fn leftover_processes(&self) -> Vec<(i32, String)> {
+        processes_mentioning(&self.dir.path().display().to_string())
     }
 
     /// Every process this fleet started is gone (after the daemons were dropped).
@@ -295,6 +286,38 @@ impl Fleet {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+impl Drop for Fleet {
+    /// Also when a test fails: record processors orphaned by a killed daemon exit on EOF;
+    /// whatever is still running after a grace period is killed before the directory goes.
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.leftover_processes().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (pid, _) in self.leftover_processes() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Running processes (other than this one) whose command line contains `marker`.
+fn processes_mentioning(marker: &str) -> Vec<(i32, String)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) {
+            found.push((i32::try_from(pid).unwrap(), cmdline));
+        }
+    }
+    found
 }
 
 /// The tests of this file run one at a time: they measure timings, and a fleet of daemons

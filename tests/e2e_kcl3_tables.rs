@@ -150,6 +150,19 @@ impl Bed {
                     .send(),
             )
             .unwrap();
+        // dynalite answers CREATING first, even with --createTableMs 0.
+        daemon::wait_for(
+            &format!("table {table} to become ACTIVE"),
+            Duration::from_secs(10),
+            || {
+                self.rt
+                    .block_on(self.ddb.describe_table().table_name(table).send())
+                    .ok()
+                    .and_then(|out| out.table().and_then(|t| t.table_status().cloned()))
+                    == Some(aws_sdk_dynamodb::types::TableStatus::Active)
+            },
+            String::new,
+        );
     }
 
     fn put(&self, table: &str, item: Item) {
@@ -193,6 +206,35 @@ impl Bed {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+impl Drop for Bed {
+    /// Record processors orphaned by a killed daemon (a failed test) exit on EOF; whatever
+    /// still runs from this test's directory after a grace period is killed.
+    fn drop(&mut self) {
+        let marker = self.dir.path().display().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !processes_mentioning(&marker).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for pid in processes_mentioning(&marker) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Running processes (other than this one) whose command line contains `marker`.
+fn processes_mentioning(marker: &str) -> Vec<i32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if pid != me && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker) {
+            found.push(i32::try_from(pid).unwrap());
+        }
+    }
+    found
 }
 
 fn last_per_shard(sent: &[LedgerEntry]) -> BTreeMap<String, String> {
@@ -334,6 +376,14 @@ fn kcl3_items_are_skipped_untouched_and_checkpoint_owner_is_removed_on_take() {
     stop(&mut d);
     foreign_untouched(&bed);
     assert_all_delivered(&sent, &bed.path(&format!("{app}-seen.jsonl")));
+    drop(d);
+    let marker = bed.dir.path().display().to_string();
+    daemon::wait_for(
+        "every process of the test to exit",
+        Duration::from_secs(15),
+        || processes_mentioning(&marker).is_empty(),
+        || format!("{:?}", processes_mentioning(&marker)),
+    );
 }
 
 /// Where the `Migration3.0` item is.

@@ -15,6 +15,7 @@ pub mod aws;
 pub mod child;
 pub mod config;
 pub mod lease;
+pub mod leases_report;
 pub mod protocol;
 pub mod scheduler;
 pub mod sequence;

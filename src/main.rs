@@ -8,6 +8,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use multilangd::config::{Config, Loaded};
@@ -67,6 +68,46 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Show the application's lease table (owners, counters, checkpoints, the 2.x leader).
+    ///
+    /// Per shard: the owner, leaseCounter, checkpoint (`SEQUENCE/SUB` when the sub-sequence
+    /// number is not 0), parent and child shards. Then the lease count per owner and which
+    /// owner is the KCL 2.x leader (the one that runs the periodic shard-sync audit), the
+    /// KCL 3.x migration state (Migration3.0) and the malformed items workers skip.
+    ///
+    /// A worker is alive while the counters of its leases keep changing (each renewal, every
+    /// failoverTimeMillis/3, increments them). With --watch the table is read again every
+    /// SECONDS and the UNCHANGED column tells how long each counter has stayed the same
+    /// between reads (a lower bound); an owned lease unchanged for longer than
+    /// failoverTimeMillis is marked EXPIRED: peers take it at their next taker round.
+    ///
+    /// Uses the properties file's applicationName/tableName, region, dynamoDBEndpoint and
+    /// DynamoDB credentials; only reads. Exit codes: 0 ok, 78 configuration error, 1 lease
+    /// table missing or DynamoDB error. See docs/operations.md.
+    #[command(verbatim_doc_comment)]
+    Leases {
+        /// The properties file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print JSON instead of a table (one object per read, one per line with --watch).
+        #[arg(long)]
+        json: bool,
+        /// Read the table again every SECONDS (until interrupted, or --count reads).
+        #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+        watch: Option<Duration>,
+        /// With --watch: stop after this many reads.
+        #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
+}
+
+/// A positive number of seconds (fractions allowed).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("`{text}`: expected seconds between 0 (exclusive) and 86400"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn main() -> ExitCode {
@@ -85,6 +126,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Some(Command::Validate { ref file }) => validate(file),
+        Some(Command::Leases { ref file, json, watch, count }) => leases(file, json, watch, count),
         None => daemon(&cli),
     }
 }
@@ -264,4 +306,90 @@ fn report(path: &Path, loaded: &Loaded) -> String {
         let _ = writeln!(out, "  {w}");
     }
     out
+}
+
+/// `multilangd leases FILE`: prints the lease table once, or every `watch` until
+/// interrupted or `count` reads were printed.
+fn leases(path: &Path, json: bool, watch: Option<Duration>, count: Option<u64>) -> ExitCode {
+    use multilangd::lease::dynamodb::DynamoLeaseStore;
+    use multilangd::leases_report::{ChangeTracker, Snapshot};
+    use std::io::Write;
+
+    let config = match Config::load(path) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("multilangd: {}", chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("multilangd: cannot start the async runtime: {}", chain(&e));
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        let clients = match multilangd::aws::clients(&config).await {
+            Ok(clients) => clients,
+            Err(e) => {
+                eprintln!("multilangd: {}", chain(&e));
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let store = DynamoLeaseStore::new(
+            clients.dynamodb,
+            config.table_name.clone(),
+            format!("{}-CoordinatorState", config.application_name),
+        );
+        let mut tracker = ChangeTracker::new();
+        let mut reads = 0_u64;
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let snapshot = match Snapshot::read(&store, config.failover_time, &mut tracker).await {
+                Ok(snapshot) => Some(snapshot),
+                Err(e) => {
+                    let hint = if matches!(e, multilangd::lease::LeaseError::TableMissing { .. }) {
+                        format!(
+                            " (has the application `{}` never run, or are tableName/applicationName and the \
+                             DynamoDB region/endpoint right?)",
+                            config.application_name
+                        )
+                    } else {
+                        String::new()
+                    };
+                    eprintln!("multilangd: cannot read the lease table: {}{hint}", chain(&e));
+                    // A watch that has worked once rides out transient errors.
+                    if watch.is_none() || reads == 0 {
+                        return ExitCode::from(EXIT_RUNTIME);
+                    }
+                    None
+                }
+            };
+            if let Some(snapshot) = snapshot {
+                reads += 1;
+                let text = if json {
+                    format!("{}\n", snapshot.to_json())
+                } else if watch.is_some() {
+                    format!("--- read {reads} ---\n{}\n", snapshot.render_text())
+                } else {
+                    snapshot.render_text()
+                };
+                let mut stdout = std::io::stdout().lock();
+                // A closed stdout (e.g. `| head`) ends the command quietly.
+                if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            let Some(every) = watch else { return ExitCode::SUCCESS };
+            if count.is_some_and(|n| reads >= n) {
+                return ExitCode::SUCCESS;
+            }
+            next += every;
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            }
+        }
+    })
 }

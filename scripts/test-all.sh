@@ -12,7 +12,7 @@
 #      killed, by PID).
 #
 # Environment: MULTILANGD_TESTBED (default <repo>/.testbed), MULTILANGD_TEST_TIMEOUT (seconds for
-# step 5, default 1200), CARGO_TEST_ARGS (extra arguments for cargo test, e.g. "-- --test-threads=1").
+# step 5, default 1800), CARGO_TEST_ARGS (extra arguments for cargo test, e.g. "-- --test-threads=1").
 #
 # Why `cargo test` and not nextest: every test already cleans up its processes on drop, the suite
 # is small enough for cargo's per-binary parallelism on 2 cores, and cargo test needs nothing
@@ -25,7 +25,7 @@ cd "$REPO"
 export MULTILANGD_TESTBED=${MULTILANGD_TESTBED:-"$REPO/.testbed"}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-TEST_TIMEOUT=${MULTILANGD_TEST_TIMEOUT:-1200}
+TEST_TIMEOUT=${MULTILANGD_TEST_TIMEOUT:-1800}
 
 step() { echo; echo "==> $*"; }
 

@@ -94,4 +94,13 @@ step "sample-apps unit tests"
 
 step "cargo test --all-targets (time limit ${TEST_TIMEOUT} s)"
 # shellcheck disable=SC2086 # CARGO_TEST_ARGS is a list of arguments
-timeout --signal=TERM --kill-after=30 "$TEST_TIMEOUT" cargo test --all-targets ${CARGO_TEST_ARGS:-}
+cargo_log=$(mktemp)
+set +e
+timeout --signal=TERM --kill-after=30 "$TEST_TIMEOUT" cargo test --all-targets ${CARGO_TEST_ARGS:-} 2>&1 | tee "$cargo_log"
+cargo_rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one summary per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+     END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$cargo_log"
+rm -f "$cargo_log"
+[[ $cargo_rc -eq 0 ]] || exit "$cargo_rc"

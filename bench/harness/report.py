@@ -186,6 +186,10 @@ def build(results):
         "did not exist when the run was made (the harness reports it as not available); *pending*: "
         "the benchmark does not exist yet.")
     add("")
+    analysis = Path(__file__).resolve().parent.parent / "ANALYSIS.md"
+    if analysis.is_file():
+        add(analysis.read_text().rstrip())
+        add("")
     for scen in ORDER:
         if scen not in results:
             continue

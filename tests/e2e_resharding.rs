@@ -25,6 +25,18 @@ use support::ledger::{assert_all_delivered, keys};
 use support::runtime;
 use support::sample_apps::{read_ledger, Processor};
 
+/// Waits (up to 10 s) until the stream is ACTIVE again after a reshard.
+async fn wait_active(kinesis: &aws_sdk_kinesis::Client, stream: &str) {
+    for _ in 0..100 {
+        let summary = kinesis.describe_stream_summary().stream_name(stream).send().await.expect("describe");
+        let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
+        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Splits `shard` in the middle of its hash-key range and waits until the stream is ACTIVE
 /// again. Returns the ids of the two children (lower half first).
 async fn split(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> [String; 2] {
@@ -41,14 +53,7 @@ async fn split(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> 
         .send()
         .await
         .expect("SplitShard");
-    for _ in 0..100 {
-        let summary = kinesis.describe_stream_summary().stream_name(stream).send().await.expect("describe");
-        let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
-        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_active(kinesis, stream).await;
     let listed = kinesis.list_shards().stream_name(stream).send().await.expect("ListShards");
     let mut children: Vec<(String, String)> = listed
         .shards()
@@ -340,14 +345,7 @@ async fn merge(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard: &str, adj
         .send()
         .await
         .expect("MergeShards");
-    for _ in 0..100 {
-        let summary = kinesis.describe_stream_summary().stream_name(stream).send().await.expect("describe");
-        let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
-        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_active(kinesis, stream).await;
     let listed = kinesis.list_shards().stream_name(stream).send().await.expect("ListShards");
     let children: Vec<String> = listed
         .shards()

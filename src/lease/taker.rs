@@ -27,6 +27,9 @@ use tracing::{debug, info, warn};
 use super::renewer::{HeldLease, LeaseRenewer};
 use super::{Lease, LeaseError, LeaseStore};
 
+/// Margin after a suspect lease's expiry before the confirming round runs.
+const SUSPECT_MARGIN: Duration = Duration::from_millis(50);
+
 /// Taker settings (from the configuration).
 #[derive(Debug, Clone)]
 pub struct TakerSettings {
@@ -53,6 +56,8 @@ struct Seen {
     counter: u64,
     /// `None` = never seen changing (minus infinity).
     last_change: Option<Instant>,
+    /// How much the counter moved since the previous scan (`None` when first seen).
+    delta: Option<u64>,
 }
 
 /// What one round saw and did (for logs, metrics and tests).
@@ -78,13 +83,23 @@ pub struct LeaseTaker {
     worker_id: String,
     settings: TakerSettings,
     seen: HashMap<String, Seen>,
+    last_scan: Option<Instant>,
+    confirm_at: Option<Instant>,
 }
 
 impl LeaseTaker {
     /// A taker for `worker_id`.
     #[must_use]
     pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, settings: TakerSettings) -> Self {
-        Self { store, worker_id: worker_id.into(), settings, seen: HashMap::new() }
+        Self { store, worker_id: worker_id.into(), settings, seen: HashMap::new(), last_scan: None, confirm_at: None }
+    }
+
+    /// When an extra round should run to confirm that a lease whose owner seems to have
+    /// stopped renewing has expired (see [`LeaseTaker::take_round`]); `None` when no lease
+    /// looks suspect.
+    #[must_use]
+    pub fn confirmation_due(&self) -> Option<Instant> {
+        self.confirm_at
     }
 
     /// How often rounds run.
@@ -94,6 +109,13 @@ impl LeaseTaker {
     }
 
     /// Runs one round. Leases are taken through `renewer`, which holds them from then on.
+    ///
+    /// Beyond Java: a lease of another worker whose counter moved much less than its owner's
+    /// renewal cadence implies since the previous scan is *suspect* (the owner may have died
+    /// during the interval). Instead of waiting for the next regular round (up to
+    /// `2 × failover` later), [`LeaseTaker::confirmation_due`] then asks for an extra round
+    /// right after the lease would expire, which bounds take-over after a crash by about
+    /// `failover + taker interval`. A take that loses its race moves on to the next candidate.
     ///
     /// # Errors
     /// A scan failure aborts the round (like Java); take failures are logged and skipped.
@@ -110,11 +132,15 @@ impl LeaseTaker {
         let mut report = choice.report;
         let mut taken = Vec::new();
         for lease in choice.to_take {
+            if taken.len() >= choice.wanted {
+                break;
+            }
+            report.attempted += 1;
             match renewer.acquire(&lease).await {
                 Ok(Some(held)) => {
                     self.seen.insert(
                         held.lease.key.clone(),
-                        Seen { counter: held.lease.counter, last_change: Some(Instant::now()) },
+                        Seen { counter: held.lease.counter, last_change: Some(Instant::now()), delta: None },
                     );
                     report.taken.push(held.lease.key.clone());
                     taken.push(held);
@@ -137,12 +163,38 @@ impl LeaseTaker {
         self.seen.retain(|k, _| present.contains(k.as_str()));
         for lease in leases {
             let entry = match self.seen.get(&lease.key) {
-                Some(s) if s.counter == lease.counter => s.clone(),
-                Some(_) => Seen { counter: lease.counter, last_change: Some(now) },
-                None => Seen { counter: lease.counter, last_change: lease.owner.as_ref().map(|_| now) },
+                Some(s) if s.counter == lease.counter => Seen { delta: Some(0), ..s.clone() },
+                Some(s) => Seen {
+                    counter: lease.counter,
+                    last_change: Some(now),
+                    delta: Some(lease.counter.saturating_sub(s.counter)),
+                },
+                None => Seen { counter: lease.counter, last_change: lease.owner.as_ref().map(|_| now), delta: None },
             };
             self.seen.insert(lease.key.clone(), entry);
         }
+        self.confirm_at = self.suspect_expiry(leases, now);
+        self.last_scan = Some(now);
+    }
+
+    /// The earliest time a suspect lease of another worker expires (plus a margin).
+    fn suspect_expiry(&self, leases: &[Lease], now: Instant) -> Option<Instant> {
+        let since_last_scan = now.saturating_duration_since(self.last_scan?);
+        let renew_period = (self.settings.failover_time / 3).saturating_sub(Duration::from_millis(25));
+        let expected = since_last_scan.as_secs_f64() / renew_period.as_secs_f64().max(0.001);
+        let failover = self.settings.failover_time;
+        leases
+            .iter()
+            .filter(|l| l.owner.as_deref().is_some_and(|o| o != self.worker_id))
+            .filter_map(|l| {
+                let seen = self.seen.get(&l.key)?;
+                let (delta, changed) = (seen.delta?, seen.last_change?);
+                #[allow(clippy::cast_precision_loss)]
+                let suspect = expected >= 1.5 && (delta as f64) < expected * 2.0 / 3.0;
+                let expires = changed + failover + SUSPECT_MARGIN;
+                (suspect && expires > now).then_some(expires)
+            })
+            .min()
     }
 
     fn unchanged_for_longer_than(&self, key: &str, limit: Duration, now: Instant) -> bool {
@@ -192,7 +244,7 @@ impl LeaseTaker {
         let mine = counts.get(me).copied().unwrap_or(0);
         let mut report = TakeReport { total_leases: total, workers, target, ..TakeReport::default() };
         if total == 0 {
-            return Choice { to_take: Vec::new(), report };
+            return Choice { to_take: Vec::new(), wanted: 0, report };
         }
         let mut rng = rand::rng();
 
@@ -204,31 +256,28 @@ impl LeaseTaker {
                 .collect();
             if !very_old.is_empty() {
                 very_old.shuffle(&mut rng);
-                very_old.truncate(max_for_worker.saturating_sub(mine));
-                report.attempted = very_old.len();
-                return Choice { to_take: very_old.into_iter().cloned().collect(), report };
+                let wanted = max_for_worker.saturating_sub(mine);
+                return Choice { to_take: very_old.into_iter().cloned().collect(), wanted, report };
             }
         }
 
         let needed = target.saturating_sub(mine);
         if needed == 0 {
-            return Choice { to_take: Vec::new(), report };
+            return Choice { to_take: Vec::new(), wanted: 0, report };
         }
         if !available.is_empty() {
             let mut pick = available;
             pick.shuffle(&mut rng);
-            pick.truncate(needed);
-            report.attempted = pick.len();
-            return Choice { to_take: pick.into_iter().cloned().collect(), report };
+            return Choice { to_take: pick.into_iter().cloned().collect(), wanted: needed, report };
         }
         // Steal from the most loaded other worker.
         let Some((victim, victim_count)) =
             counts.iter().filter(|(w, _)| **w != me).max_by_key(|(_, c)| **c).map(|(w, c)| (*w, *c))
         else {
-            return Choice { to_take: Vec::new(), report };
+            return Choice { to_take: Vec::new(), wanted: 0, report };
         };
         if victim_count < target {
-            return Choice { to_take: Vec::new(), report };
+            return Choice { to_take: Vec::new(), wanted: 0, report };
         }
         let mut steal = needed.min(victim_count - target);
         if steal == 0 && needed > 1 {
@@ -238,15 +287,16 @@ impl LeaseTaker {
         let mut candidates: Vec<&Lease> =
             leases.iter().filter(|l| l.owner.as_deref() == Some(victim) && !held.contains(&l.key)).collect();
         candidates.shuffle(&mut rng);
-        candidates.truncate(steal);
-        report.attempted = candidates.len();
-        report.stole = !candidates.is_empty();
-        Choice { to_take: candidates.into_iter().cloned().collect(), report }
+        report.stole = steal > 0 && !candidates.is_empty();
+        Choice { to_take: candidates.into_iter().cloned().collect(), wanted: steal, report }
     }
 }
 
 struct Choice {
+    /// Candidates in the order to try them (already shuffled).
     to_take: Vec<Lease>,
+    /// How many to take; a lost race moves on to the next candidate.
+    wanted: usize,
     report: TakeReport,
 }
 
@@ -398,5 +448,46 @@ mod tests {
         w.taker.take_round(&w.renewer).await.unwrap();
         let held: Vec<String> = w.renewer.held().into_iter().map(|h| h.lease.key).collect();
         assert!(held.contains(&"shardId-000000000000".to_owned()), "{held:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_owner_is_taken_over_within_failover_plus_one_interval() {
+        let store = table(4);
+        let mut workers: Vec<Worker> = ["w1", "w2"].iter().map(|id| worker(&store, id, settings())).collect();
+        for _ in 0..3 {
+            round(&mut workers).await;
+        }
+        assert_eq!(counts(&workers), [2, 2]);
+        // Live owners renew at their cadence: nothing is suspect.
+        assert_eq!(workers[1].taker.confirmation_due(), None);
+
+        // Regular round of w2 at T; w1 renews once more, then dies.
+        let w2 = &mut workers[1];
+        w2.taker.take_round(&w2.renewer).await.unwrap();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        workers[0].renewer.renew_all().await;
+        let died = Instant::now();
+        let interval = settings().interval();
+        // w2 renews its own leases until its next regular round at T + interval.
+        let mut elapsed = Duration::from_millis(500);
+        while elapsed < interval {
+            tokio::time::advance(Duration::from_millis(250)).await;
+            elapsed += Duration::from_millis(250);
+            workers[1].renewer.renew_all().await;
+        }
+        let w2 = &mut workers[1];
+        w2.taker.take_round(&w2.renewer).await.unwrap();
+        assert_eq!(w2.renewer.held().len(), 2, "not expired yet");
+        let due = w2.taker.confirmation_due().expect("w1's leases moved too little: suspect");
+        // The confirming round runs right after expiry instead of a whole interval later.
+        while Instant::now() < due {
+            tokio::time::advance(Duration::from_millis(250)).await;
+            workers[1].renewer.renew_all().await;
+        }
+        let w2 = &mut workers[1];
+        w2.taker.take_round(&w2.renewer).await.unwrap();
+        assert_eq!(w2.renewer.held().len(), 4);
+        assert!(died.elapsed() <= FAILOVER + interval, "took over {:?} after the death", died.elapsed());
+        assert_eq!(w2.taker.confirmation_due(), None);
     }
 }

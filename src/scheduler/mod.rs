@@ -291,6 +291,14 @@ impl Scheduler {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = sleep_until_some(taker.confirmation_due()) => {
+                    // A lease of another worker looks abandoned: confirm its expiry now rather
+                    // than at the next regular round.
+                    match taker.take_round(renewer).await {
+                        Ok(_) => self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop),
+                        Err(e) => warn!(error = %e, "lease taker round failed"),
+                    }
+                }
                 _ = take_tick.tick() => {
                     match taker.take_round(renewer).await {
                         Ok(_) => {
@@ -465,6 +473,14 @@ impl Scheduler {
         }
         let released = renewer.release_all().await;
         info!(released, "released leases");
+    }
+}
+
+/// Sleeps until `at`, or forever when `None` (for an optional `select!` branch).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

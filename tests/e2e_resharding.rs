@@ -21,7 +21,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use support::daemon::{self, Daemon, Kind, Props};
 use support::emulators;
-use support::ledger::{assert_all_delivered, keys};
+use support::ledger::{assert_all_delivered, keys, shard_ids};
 use support::runtime;
 use support::sample_apps::{read_ledger, Processor};
 
@@ -222,7 +222,7 @@ fn shards_split_while_no_worker_ran_get_their_leases_from_the_start_up_sync() {
     let sent_before = dir.path().join("sent-before.jsonl");
     daemon::produce_seeded(&kinesis.endpoint, "trips", 2, 200, 1, &sent_before);
     let before = read_ledger(&sent_before);
-    let shards: Vec<String> = before.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let shards = shard_ids(&before);
     assert_eq!(shards.len(), 2);
     let (kept, lost) = (shards[0].clone(), shards[1].clone());
 
@@ -370,7 +370,7 @@ fn a_merge_during_processing_waits_for_both_parents_and_cleans_both_up() {
     let sent_before = dir.path().join("sent-before.jsonl");
     daemon::produce_seeded(&kinesis.endpoint, "trips", 2, 300, 1, &sent_before);
     let before = read_ledger(&sent_before);
-    let parents: Vec<String> = before.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let parents = shard_ids(&before);
     assert_eq!(parents.len(), 2);
 
     let seen_path = dir.path().join("seen.jsonl");

@@ -186,6 +186,23 @@ def scenario_start(ctx, hot):
 
 # ---- steady: idle CPU, light-load RSS, DynamoDB requests per lease per minute ---------------
 
+def _hot_two_shard_app(ctx, scenario, spec, emus, kinesis, ddb, ddb_endpoint, **props_extra):
+    """A fresh 2-shard stream with one record per shard and a pre-seeded (hot) lease table;
+    writes the daemon's properties. Returns (stream, shards, app, workdir, processor_out, properties path)."""
+    prefix = "lat" if scenario == "latency" else scenario
+    stream = f"bench-{prefix}-{spec.name}-{_uid()}"
+    shards = kin.create_stream(kinesis, stream, 2)
+    _put_one_per_shard(kinesis, stream, shards)
+    app = f"bench-{prefix}-{spec.name}-{_uid()}"
+    kin.seed_leases(ddb, app, shards)
+    d = ctx.workdir(scenario, spec.name)
+    out = ctx.workdir(scenario, spec.name, "out")
+    props = d / "app.properties"
+    write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
+                     ddb_endpoint=ddb_endpoint, processor_out=out, **props_extra)
+    return stream, shards, app, d, out, props
+
+
 def scenario_steady(ctx):
     p = ctx.p
     results = {}
@@ -202,16 +219,8 @@ def scenario_steady(ctx):
     try:
         kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
         for spec in specs:
-            stream = f"bench-steady-{spec.name}-{_uid()}"
-            shards = kin.create_stream(kinesis, stream, 2)
-            _put_one_per_shard(kinesis, stream, shards)
-            app = f"bench-steady-{spec.name}-{_uid()}"
-            kin.seed_leases(ddb, app, shards)
-            d = ctx.workdir("steady", spec.name)
-            out = ctx.workdir("steady", spec.name, "out")
-            props = d / "app.properties"
-            write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
-                             ddb_endpoint=emus["counter"].endpoint, processor_out=out)
+            stream, shards, app, d, out, props = _hot_two_shard_app(ctx, "steady", spec, emus, kinesis, ddb,
+                                                    emus["counter"].endpoint)
             run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
             try:
                 with run:
@@ -311,16 +320,8 @@ def scenario_latency(ctx):
     try:
         kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
         for spec in specs:
-            stream = f"bench-lat-{spec.name}-{_uid()}"
-            shards = kin.create_stream(kinesis, stream, 2)
-            _put_one_per_shard(kinesis, stream, shards)
-            app = f"bench-lat-{spec.name}-{_uid()}"
-            kin.seed_leases(ddb, app, shards)
-            d = ctx.workdir("latency", spec.name)
-            out = ctx.workdir("latency", spec.name, "out")
-            props = d / "app.properties"
-            write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
-                             ddb_endpoint=emus["ddb"].endpoint, processor_out=out, mode="latency")
+            stream, shards, app, d, out, props = _hot_two_shard_app(ctx, "latency", spec, emus, kinesis, ddb,
+                                                    emus["ddb"].endpoint, mode="latency")
             run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
             try:
                 with run:

@@ -47,3 +47,8 @@ pub fn assert_all_delivered(sent: &[LedgerEntry], seen: &[LedgerEntry]) {
     assert!(missing.is_empty(), "records never delivered, e.g. {missing:?}");
     assert_digests_match(sent, seen);
 }
+
+/// The distinct shard ids of a ledger, sorted.
+pub fn shard_ids(entries: &[LedgerEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect()
+}

@@ -8,18 +8,24 @@
 //! - [`stream`]: reading shards ([`stream::ShardReader`]) and listing them.
 //! - [`shard`]: the per-shard consumer state machine and its checkpointer.
 //! - [`scheduler`]: owns leases, starts and stops shard consumers, shard sync, shutdown.
+//! - [`model`]: model types shared across layers (records, hash-key ranges, checkpoint errors).
 //! - [`sequence`]: sequence numbers, sentinels and their ordering.
+//! - [`status`]: the worker status snapshot the scheduler publishes for operations.
 //! - [`aws`]: SDK clients from the configuration.
+//! - [`backoff`]: exponential backoff with jitter (retried calls, consumer restarts).
 
 pub mod aws;
+pub mod backoff;
 pub mod child;
 pub mod config;
 pub mod lease;
 pub mod leases_report;
+pub mod model;
 pub mod protocol;
 pub mod scheduler;
 pub mod sequence;
 pub mod shard;
+pub mod status;
 pub mod stream;
 
 use std::sync::Arc;

@@ -34,7 +34,7 @@ pub enum ProviderSpec {
     Environment,
     /// `SystemPropertiesCredentialsProvider` (v1) / `SystemPropertyCredentialsProvider` (v2):
     /// the JVM's `aws.accessKeyId` / `aws.secretAccessKey` / `aws.sessionToken`. There is no
-    /// JVM here; [`crate::aws`] reads the environment variables instead (documented).
+    /// JVM here; the `aws` module reads the environment variables instead (documented).
     SystemProperties,
     /// `ProfileCredentialsProvider[|profile]` (v2) or
     /// `com.amazonaws.auth.profile.ProfileCredentialsProvider[|file|profile]` (v1).

@@ -8,7 +8,7 @@
 //!    is accepted. All problems are collected, not only the first. Unknown keys are warnings
 //!    (with a near-miss suggestion), never silent.
 //!
-//! Building AWS clients from a `Config` happens elsewhere ([`crate::aws`]); this module is
+//! Building AWS clients from a `Config` happens elsewhere (the `aws` module); this module is
 //! pure and does no I/O beyond reading the file.
 
 pub mod credentials;

@@ -482,10 +482,11 @@ async fn the_status_snapshot_shows_every_held_shard() {
                     && st.child_starts == 1
             })
         });
-        if done {
+        let renewed = snapshot.last_renewal.as_ref().is_some_and(|r| r.ok && r.renewed == 2);
+        if done && renewed {
             assert_eq!(snapshot.phase, WorkerPhase::Running);
             assert_eq!(snapshot.lease_protocol, "KCL 2.x");
-            assert!(snapshot.last_renewal.as_ref().is_some_and(|r| r.ok), "{:?}", snapshot.last_renewal);
+            assert!(snapshot.lease_table_ok_at.is_some());
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "status never caught up: {snapshot:#?}");

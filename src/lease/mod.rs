@@ -14,6 +14,7 @@
 
 pub mod conformance;
 pub mod dynamodb;
+pub mod kcl3;
 pub mod leader;
 pub mod memory;
 pub mod renewer;

@@ -265,8 +265,10 @@ fn watch_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::Jo
     }))
 }
 
+/// `multilangd validate FILE`: refuses what the daemon would refuse at start (an invalid file,
+/// or one this version cannot run), else prints the report.
 fn validate(path: &Path) -> ExitCode {
-    match Config::load(path) {
+    match Config::load(path).and_then(|loaded| loaded.config.check_runnable().map(|()| loaded)) {
         Ok(loaded) => {
             print!("{}", report(path, &loaded));
             ExitCode::SUCCESS

@@ -105,11 +105,10 @@
 //!
 //! ## Restarts are not done here
 //! A crashed, hung or misbehaving child must only affect its own shard: the shard consumer
-//! decides to restart it from the last checkpoint, after a delay from [`Backoff`]
-//! (exponential with a cap and jitter, reset after a healthy period). This module supplies
-//! the mechanism (spawn, observe, stop) and the backoff arithmetic, not the policy.
+//! decides to restart it from the last checkpoint, after a delay from
+//! [`crate::backoff::Backoff`] (exponential with a cap and jitter, reset after a healthy
+//! period). This module supplies the mechanism (spawn, observe, stop), not the policy.
 
-pub mod backoff;
 mod stderr;
 
 use std::ffi::OsStr;
@@ -129,7 +128,6 @@ use tokio::time::Instant;
 
 use crate::config::Executable;
 
-pub use backoff::{Backoff, BackoffPolicy};
 pub use stderr::{MAX_STDERR_LINE_BYTES, STDERR_LOG_TARGET};
 
 /// The search path used when `PATH` is unset (the JDK's choice; the empty entry is `.`).

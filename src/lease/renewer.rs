@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 
 use super::{Lease, LeaseError, LeaseStore};
 use crate::config::Config;
-use crate::protocol::CheckpointError;
+pub use crate::model::CheckpointFailure;
 use crate::sequence::ExtendedSequenceNumber;
 
 /// Java's `epsilonMillis`: slack subtracted from the renewal period.
@@ -113,44 +113,6 @@ pub struct HeldLease {
     pub lost: CancellationToken,
     /// When the last successful write of this lease was sent.
     pub last_renewed: Instant,
-}
-
-/// Why a checkpoint through the renewer failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointFailure {
-    /// This worker no longer holds the lease (or the token is from an earlier tenure).
-    #[error("lease {key} is not held by this worker")]
-    LeaseLost {
-        /// The lease key.
-        key: String,
-    },
-    /// The lease table throttled the write; the lease is still held.
-    #[error("lease table throttled the checkpoint of {key}")]
-    Throttled {
-        /// The lease key.
-        key: String,
-    },
-    /// Any other failure; the lease is still held.
-    #[error("checkpoint of {key} failed: {message}")]
-    Dependency {
-        /// The lease key.
-        key: String,
-        /// The underlying error.
-        message: String,
-    },
-}
-
-impl From<CheckpointFailure> for CheckpointError {
-    /// Lost → `ShutdownException`, throttled → `ThrottlingException`, other →
-    /// `KinesisClientLibDependencyException`.
-    fn from(failure: CheckpointFailure) -> Self {
-        let message = failure.to_string();
-        match failure {
-            CheckpointFailure::LeaseLost { .. } => Self::Shutdown(message),
-            CheckpointFailure::Throttled { .. } => Self::Throttling(message),
-            CheckpointFailure::Dependency { .. } => Self::Dependency(message),
-        }
-    }
 }
 
 /// What one renewal round did.
@@ -646,22 +608,6 @@ mod tests {
         assert_eq!(RenewerConfig::default().renew_interval(), Duration::from_millis(3308));
         let short = RenewerConfig { failover_time: Duration::from_millis(50), max_concurrent_renewals: 1 };
         assert_eq!(short.renew_interval(), Duration::from_millis(1));
-    }
-
-    #[test]
-    fn checkpoint_failures_map_to_the_java_exception_names() {
-        let key = || "s".to_owned();
-        let cases = [
-            (CheckpointFailure::LeaseLost { key: key() }, "ShutdownException"),
-            (CheckpointFailure::Throttled { key: key() }, "ThrottlingException"),
-            (
-                CheckpointFailure::Dependency { key: key(), message: "boom".into() },
-                "KinesisClientLibDependencyException",
-            ),
-        ];
-        for (failure, name) in cases {
-            assert_eq!(CheckpointError::from(failure).wire_name(), name);
-        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -44,12 +44,12 @@ use tracing::{error, info, warn};
 
 use self::audit::{AuditSettings, Auditor};
 use self::cleanup::{CleanupSettings, LeaseCleaner};
-use crate::child::{Backoff, BackoffPolicy};
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::config::{Config, InitialPosition};
 use crate::lease::renewer::{ConcurrencyToken, LeaseRenewer, RenewerConfig};
 use crate::lease::taker::{LeaseTaker, TakerSettings};
 use crate::lease::{LeaseError, LeaseStore};
-use crate::shard::checkpointer::{CheckpointStore, CheckpointWriteError};
+use crate::shard::checkpointer::{CheckpointFailure, CheckpointStore};
 use crate::shard::consumer::{run_consumer, ConsumerContext, ConsumerOutcome, ConsumerSettings, ShardProgress};
 use crate::shard::processor::ProcessorLauncher;
 use crate::stream::shards::ShardLister;
@@ -435,8 +435,8 @@ impl Scheduler {
                 state.retry_at = None;
             }
             ConsumerOutcome::Failed(error) => {
-                let backoff = state.backoff.get_or_insert_with(|| Backoff::new(BackoffPolicy::default()));
-                let delay = backoff.next_delay(uptime);
+                let backoff = state.backoff.get_or_insert_with(|| Backoff::new(BackoffPolicy::restarts()));
+                let delay = backoff.next_delay_after(uptime);
                 state.retry_at = Some(Instant::now() + delay);
                 error!(
                     shard_id = %key, %error, retry_in = ?delay,
@@ -516,13 +516,8 @@ impl CheckpointStore for TenureCheckpoints {
         &self,
         shard_id: &str,
         checkpoint: &crate::sequence::ExtendedSequenceNumber,
-    ) -> Result<(), CheckpointWriteError> {
-        use crate::lease::renewer::CheckpointFailure;
-        self.renewer.checkpoint(shard_id, self.token, checkpoint).await.map_err(|e| match e {
-            CheckpointFailure::LeaseLost { .. } => CheckpointWriteError::LeaseLost(e.to_string()),
-            CheckpointFailure::Throttled { .. } => CheckpointWriteError::Throttled(e.to_string()),
-            CheckpointFailure::Dependency { .. } => CheckpointWriteError::Other(e.to_string()),
-        })
+    ) -> Result<(), CheckpointFailure> {
+        self.renewer.checkpoint(shard_id, self.token, checkpoint).await
     }
 }
 

@@ -13,7 +13,7 @@ use aws_sdk_kinesis::types::{self, ShardFilterType};
 use super::errors::{classify, describe, ErrorClass, Operation};
 use super::kinesis::{hash_key_range, without_sdk_retries, StreamRef};
 use super::StreamError;
-use crate::lease::HashKeyRange;
+use crate::model::HashKeyRange;
 use crate::sequence::SequenceNumber;
 
 /// A shard as ListShards describes it.

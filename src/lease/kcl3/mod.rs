@@ -23,12 +23,16 @@
 //!
 //! Errors are [`LeaseError`]s naming the table; a failed condition is `Ok(false)`/`None`.
 
+pub mod assignment;
 pub mod conformance;
 pub mod coordinator;
+pub mod follower;
+pub mod leader;
 pub mod lease_table;
 pub mod lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+pub mod mode;
 pub mod tables;
 pub mod worker_metrics;
 

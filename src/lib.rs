@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod scheduler;
 pub mod sequence;
 pub mod shard;
+pub mod shutdown;
 pub mod status;
 pub mod stream;
 
@@ -37,6 +38,7 @@ use crate::config::Config;
 use crate::lease::dynamodb::DynamoLeaseStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
+use crate::shutdown::Shutdown;
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
 use crate::stream::shards::{KinesisShardLister, ListShardsSettings, ShardLister};
@@ -85,7 +87,8 @@ pub fn default_worker_id() -> String {
 ///
 /// # Errors
 /// A [`RunError`] when the daemon cannot start or must stop.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), RunError> {
+    let shutdown = shutdown.into();
     config.check_runnable()?;
     let config = Arc::new(config);
     let clients = aws::clients(&config).await?;

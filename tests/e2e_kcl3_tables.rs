@@ -444,7 +444,20 @@ fn migration_state_decides_whether_multilangd_may_join_the_fleet() {
         }
 
         let mut d = bed.start(&app, "rust");
-        if refused {
+        if refused && matches!(location, Location::CoordinatorState) {
+            // A 3.x fleet of the 3.0-3.4 format is joined as a 3.x worker, which needs the
+            // lease table's owner index: dynalite rejects it (moto hosts it; see
+            // tests/e2e_kcl3_fleet.rs), so here the daemon stops with that error.
+            let status = d.wait(Duration::from_secs(60));
+            let log = d.log_text();
+            assert_eq!(status.code(), Some(1), "{location:?} {cv}\n{}", daemon::tail(&log, 20));
+            assert!(
+                log.contains("create_owner_index"),
+                "{location:?} {cv}: names the index\n{}",
+                daemon::tail(&log, 20)
+            );
+            assert!(!log.contains("must not join"), "{location:?} {cv}: joined, not refused");
+        } else if refused {
             let status = d.wait(Duration::from_secs(60));
             let log = d.log_text();
             assert_eq!(status.code(), Some(78), "{location:?} {cv}: exit 78\n{}", daemon::tail(&log, 20));

@@ -33,7 +33,9 @@ pub mod lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod mode;
+pub mod startup;
 pub mod tables;
+pub mod worker;
 pub mod worker_metrics;
 
 use std::collections::BTreeMap;

@@ -6,9 +6,10 @@
 //! index and assigns the leases to itself; Java 3.1.3 joins, is given its share by graceful
 //! hand-off (multilangd's processors get `shutdownRequested`, checkpoint, and the transfer
 //! completes), and records flow through both. Then multilangd is killed with kill -9 while it
-//! leads: Java 3.1.3 cannot replace a dead leader (KCL#1803), so a second multilangd worker
-//! joins, replaces the dead leader after the lock's duration (2 × failover) and reassigns the
-//! dead worker's leases. No record is lost; the fleet stays in 3.x mode.
+//! leads, and a second multilangd worker joins: it replaces the dead leader after the lock's
+//! duration (2 × failover) and reassigns the dead worker's leases (whether Java 3.1.3 would
+//! replace it too, after its own 120 s view of the lock or never — KCL#1803 — is not what
+//! this test measures). No record is lost; the fleet stays in 3.x mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -153,7 +154,7 @@ fn multilangd_leads_java_3_1_3_follows_and_a_dead_leader_is_replaced() {
     let lock = rt.block_on(daemon::items(&ddb, &format!("{APP}-CoordinatorState")));
     let leader: Vec<String> =
         lock.iter().filter_map(|i| i.get("ownerName").and_then(|v| v.as_s().ok()).cloned()).collect();
-    assert_eq!(leader, ["rust-2"], "the new multilangd worker replaced the dead leader (Java 3.1.3 never does)");
+    assert_eq!(leader, ["rust-2"], "the new multilangd worker replaced the dead leader within the lock duration");
 
     daemon::produce_seeded(&kinesis.endpoint, STREAM, 4, RECORDS, 3, &sent);
     daemon::wait_for(

@@ -24,7 +24,7 @@ pub(super) fn build(path: &Path, problems: Vec<Problem>, entries: Vec<Entry>) ->
     let retrieval = retrieval(&mut r, daemon.application_name.as_deref());
     let leases = leases(&mut r);
     let metrics = metrics(&mut r);
-    let (client_version_config, kcl3) = kcl3(&mut r, daemon.application_name.as_deref());
+    let (client_version_config, kcl3) = kcl3(&mut r, daemon.application_name.as_deref(), leases.failover_time);
     let unused_keys = r.check_remaining_keys();
 
     let findings = r.finish();
@@ -539,30 +539,50 @@ fn metrics(r: &mut Reader) -> Metrics {
 // ---- KCL 3.x
 
 /// `clientVersionConfig` as set in the file (`None` when not set), and the 3.x settings.
-fn kcl3(r: &mut Reader, application_name: Option<&str>) -> (Option<ClientVersionConfig>, Kcl3Config) {
-    let client_version = r.get::<&str>("clientVersionConfig").map(|(v, _)| match v {
+fn kcl3(
+    r: &mut Reader,
+    application_name: Option<&str>,
+    failover: Duration,
+) -> (Option<ClientVersionConfig>, Kcl3Config) {
+    let client_version = r.optional::<&str>("clientVersionConfig").map(|v| match v {
         "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X" => ClientVersionConfig::CompatibleWith2x,
         "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1" => ClientVersionConfig::CompatibleWith2xPhase1,
         _ => ClientVersionConfig::V3x,
     });
     let app = application_name.unwrap_or_default();
     let table = |r: &mut Reader, key: &'static str, suffix: &str| match r.text(key) {
-        Some((t, _)) => t,
-        None => format!("{app}{suffix}"),
+        Some((t, line)) => {
+            r.record(key, &t, Origin::Line(line));
+            t
+        }
+        None => {
+            let t = format!("{app}{suffix}");
+            r.record_derived(key, &t);
+            t
+        }
     };
     let coordinator_state_table = table(r, "coordinatorStateTableName", "-CoordinatorState");
     let worker_metrics_table = table(r, "workerMetricsTableName", "-WorkerMetricStats");
-    let lease_assignment_interval = r.get::<i64>("leaseAssignmentIntervalMillis").map(|(ms, _)| millis(ms));
-    let stale: String = r.value("staleWorkerMetricsEntryCleanupDuration");
-    let alpha: String = r.value("workerMetricsEMAAlpha");
+    let lease_assignment_interval = match r.get::<i64>("leaseAssignmentIntervalMillis") {
+        Some((ms, line)) => {
+            r.record("leaseAssignmentIntervalMillis", ms, Origin::Line(line));
+            Some(millis(ms))
+        }
+        None => {
+            r.record_derived("leaseAssignmentIntervalMillis", (failover * 2).as_millis());
+            None
+        }
+    };
+    let stale: String = r.setting("staleWorkerMetricsEntryCleanupDuration");
+    let alpha: String = r.setting("workerMetricsEMAAlpha");
     let max_throughput: Option<String> = r.get::<String>("maxThroughputPerHostKBps").map(|(v, _)| v);
     let kcl3 = Kcl3Config {
         coordinator_state_table,
         worker_metrics_table,
         lease_assignment_interval,
-        graceful_handoff_enabled: r.value("isGracefulLeaseHandoffEnabled"),
-        graceful_handoff_timeout: millis(r.value("gracefulLeaseHandoffTimeoutMillis")),
-        worker_metrics_reporter_interval: millis(r.value("workerMetricsReporterFreqInMillis")),
+        graceful_handoff_enabled: r.setting("isGracefulLeaseHandoffEnabled"),
+        graceful_handoff_timeout: r.millis_setting("gracefulLeaseHandoffTimeoutMillis"),
+        worker_metrics_reporter_interval: r.millis_setting("workerMetricsReporterFreqInMillis"),
         stale_worker_metrics_cleanup: iso_duration(&stale).unwrap_or(Duration::from_secs(86_400)),
         worker_metrics_ema_alpha: alpha.parse().unwrap_or(0.5),
         max_throughput_per_host_kbps: max_throughput.and_then(|v| v.parse().ok()),

@@ -793,17 +793,16 @@ mod tests {
 
     #[test]
     fn unused_and_rejected_keys() {
-        let loaded = with("clientVersionConfig = client_version_config_compatible_with_2x\nmetricsLevel = NONE\nvalidateSequenceNumberBeforeCheckpointing = true\nstaleWorkerMetricsEntryCleanupDuration = PT15M\n").unwrap();
+        let loaded = with("clientVersionConfig = client_version_config_compatible_with_2x\nmetricsLevel = NONE\nvalidateSequenceNumberBeforeCheckpointing = true\ndampeningPercentage = 50\n").unwrap();
         let c = &loaded.config;
         assert_eq!(c.client_version_config, Some(ClientVersionConfig::CompatibleWith2x));
         assert_eq!(c.metrics_level, MetricsLevel::None);
         assert_eq!(
             c.unused_keys,
             vec![
-                ("clientVersionConfig".to_owned(), 5),
                 ("metricsLevel".to_owned(), 6),
                 ("validateSequenceNumberBeforeCheckpointing".to_owned(), 7),
-                ("staleWorkerMetricsEntryCleanupDuration".to_owned(), 8),
+                ("dampeningPercentage".to_owned(), 8),
             ]
         );
         assert!(warnings(&loaded).iter().all(|w| w.contains("has no effect")));

@@ -179,3 +179,79 @@ fn multilangd_leads_java_3_1_3_follows_and_a_dead_leader_is_replaced() {
     rust2.terminate(Duration::from_secs(30));
     java.kill9();
 }
+
+/// Java 3.1.3 starts a new application (it leads); multilangd joins with `clientVersionConfig`
+/// unset, reads `CLIENT_VERSION_3X` and runs as a 3.x follower: the Java leader moves leases to
+/// it by graceful hand-off, and records flow through both without loss.
+#[test]
+fn multilangd_joins_a_java_3_1_3_application_as_a_follower() {
+    const RECORDS: usize = 200;
+    let dir = tempfile::Builder::new().prefix("kcl3-join-").tempdir().unwrap();
+    let d = dir.path();
+    let kinesis = emulators::start_kinesis_local();
+    let moto = emulators::start_moto();
+    let rt = support::runtime();
+    let (_, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &moto.endpoint));
+    let sent = d.join("sent.jsonl");
+    daemon::produce(&kinesis.endpoint, STREAM, 4, RECORDS, &sent);
+    let mut java = Daemon::start(
+        Kind::Java3,
+        &props(d, "java-1", Kind::Java3, &kinesis.endpoint, &moto.endpoint),
+        &d.join("java-1.log"),
+    );
+    daemon::wait_for(
+        "Java 3.1.3 to lead its new application and own every lease",
+        Duration::from_secs(150),
+        || owners(&rt, &ddb).get("java-1").copied() == Some(4),
+        || daemon::tail(&java.log_text(), 40),
+    );
+    // Unset clientVersionConfig: the stored CLIENT_VERSION_3X decides.
+    let ledger = d.join("rust-1.ledger");
+    let events = d.join("rust-1.events");
+    let rust_props = Props::local(
+        APP,
+        STREAM,
+        &Processor::PythonV3.executable_name(&ledger, Some(&events), &["--checkpoint-every", "5"]),
+        &kinesis.endpoint,
+        &moto.endpoint,
+    )
+    .set("workerId", "rust-1")
+    .set("failoverTimeMillis", FAILOVER_MS)
+    .set("workerMetricsReporterFreqInMillis", 5_000)
+    .write(&d.join("rust-1.properties"));
+    let mut rust = Daemon::start(Kind::Multilangd, &rust_props, &d.join("rust-1.log"));
+    let joined = Instant::now();
+    daemon::wait_for(
+        "the Java 3.1.3 leader to give multilangd leases",
+        Duration::from_secs(90),
+        || owners(&rt, &ddb).get("rust-1").copied().unwrap_or(0) >= 1,
+        || {
+            format!(
+                "{:?}\n{}\n{}",
+                owners(&rt, &ddb),
+                daemon::tail(&rust.log_text(), 30),
+                daemon::tail(&java.log_text(), 20)
+            )
+        },
+    );
+    let given_after = joined.elapsed();
+    assert!(rust.log_text().contains("protocol=Kcl3x"), "multilangd runs the 3.x protocol");
+    daemon::produce_seeded(&kinesis.endpoint, STREAM, 4, RECORDS, 2, &sent);
+    daemon::wait_for(
+        "every record processed by Java and multilangd",
+        Duration::from_secs(90),
+        || support::ledger::keys(&ledgers(d, &["java-1", "rust-1"])).len() >= 2 * RECORDS,
+        || format!("{:?}\n{}", owners(&rt, &ddb), daemon::tail(&rust.log_text(), 30)),
+    );
+    support::ledger::assert_all_delivered(&read_ledger(&sent), &ledgers(d, &["java-1", "rust-1"]));
+    assert!(!read_ledger(&ledger).is_empty(), "multilangd processed records");
+    let java_events = std::fs::read_to_string(d.join("java-1.events")).unwrap_or_default();
+    eprintln!(
+        "Java 3.1.3 leader: multilangd given {:?} leases {given_after:?} after it started; Java processors told \
+         shutdownRequested {} time(s)",
+        owners(&rt, &ddb).get("rust-1"),
+        java_events.matches("shutdown_requested").count()
+    );
+    rust.terminate(Duration::from_secs(30));
+    java.kill9();
+}

@@ -173,6 +173,7 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
         let handoffs = Handoffs::default();
         let renewing = Arc::new(Kcl3LeaseStore::new(
             store.clone(),
+            store.clone(),
             &worker_id,
             handoffs.clone(),
             config.kcl3.worker_metrics_ema_alpha,

@@ -383,6 +383,9 @@ impl Scheduler {
             }
         }
         self.shut_down(renewer, &mut consumers, shutdown).await;
+        if let Err(e) = assignment.stopped().await {
+            warn!(error = %e, protocol = assignment.protocol(), "could not give up the worker's fleet role on shutdown");
+        }
         log_progress(&consumers);
         fatal.map_or(Ok(()), Err)
     }

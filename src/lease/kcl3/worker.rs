@@ -75,8 +75,9 @@ impl Handoffs {
 }
 
 /// The lease table as the renewer uses it in 3.x mode (see the module docs).
-pub struct Kcl3LeaseStore<S> {
-    inner: Arc<S>,
+pub struct Kcl3LeaseStore {
+    inner: Arc<dyn LeaseStore>,
+    table: Arc<dyn Kcl3LeaseTable>,
     me: String,
     handoffs: Handoffs,
     status: OnceLock<StatusReceiver>,
@@ -84,12 +85,20 @@ pub struct Kcl3LeaseStore<S> {
     meter: Mutex<(HashMap<String, u64>, ThroughputMeter)>,
 }
 
-impl<S: LeaseStore + Kcl3LeaseTable> Kcl3LeaseStore<S> {
-    /// Wraps `inner` for worker `me`, sharing `handoffs` with its [`Kcl3Assignment`].
+impl Kcl3LeaseStore {
+    /// Wraps the lease table `inner` (and its 3.x operations `table`) for worker `me`, sharing
+    /// `handoffs` with its [`Kcl3Assignment`].
     #[must_use]
-    pub fn new(inner: Arc<S>, me: &str, handoffs: Handoffs, ema_alpha: f64) -> Self {
+    pub fn new(
+        inner: Arc<dyn LeaseStore>,
+        table: Arc<dyn Kcl3LeaseTable>,
+        me: &str,
+        handoffs: Handoffs,
+        ema_alpha: f64,
+    ) -> Self {
         Self {
             inner,
+            table,
             me: me.to_owned(),
             handoffs,
             status: OnceLock::new(),
@@ -117,7 +126,7 @@ impl<S: LeaseStore + Kcl3LeaseTable> Kcl3LeaseStore<S> {
 }
 
 #[async_trait]
-impl<S: LeaseStore + Kcl3LeaseTable> LeaseStore for Kcl3LeaseStore<S> {
+impl LeaseStore for Kcl3LeaseStore {
     fn table_name(&self) -> &str {
         self.inner.table_name()
     }
@@ -139,13 +148,13 @@ impl<S: LeaseStore + Kcl3LeaseTable> LeaseStore for Kcl3LeaseStore<S> {
         if self.handoffs.get(&lease.key).is_some() {
             view.checkpoint_owner = Some(self.me.clone());
         }
-        match self.inner.renew_lease_3x(&view, &self.me, throughput).await? {
+        match self.table.renew_lease_3x(&view, &self.me, throughput).await? {
             Renewal::Renewed => Ok(true),
             Renewal::HandoffRequested(stored) => {
                 info!(lease = %lease.key, to = ?stored.owner, "the leader asked for a graceful hand-off of this lease");
                 self.handoffs.insert(*stored);
                 view.checkpoint_owner = Some(self.me.clone());
-                Ok(matches!(self.inner.renew_lease_3x(&view, &self.me, throughput).await?, Renewal::Renewed))
+                Ok(matches!(self.table.renew_lease_3x(&view, &self.me, throughput).await?, Renewal::Renewed))
             }
             Renewal::Lost => {
                 self.handoffs.remove(&lease.key);
@@ -357,6 +366,14 @@ impl LeaseAssignment for Kcl3Assignment {
         published.and(led).and(followed).map(|()| round)
     }
 
+    async fn stopped(&mut self) -> Result<(), LeaseError> {
+        self.assigner = None;
+        if self.lock.release(&*self.coordinator).await? {
+            info!(worker = %self.me, "released the leader lock");
+        }
+        Ok(())
+    }
+
     async fn handed_off(&mut self, held: &LeaseRenewer, key: &str) -> Result<(), LeaseError> {
         self.announced.remove(key);
         let Some(stored) = self.handoffs.remove(key) else {
@@ -370,5 +387,108 @@ impl LeaseAssignment for Kcl3Assignment {
             None => warn!(lease = %key, "the hand-off changed meanwhile (the leader reassigned the lease)"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::kcl3::memory::{InMemoryCoordinatorStore, InMemoryKcl3LeaseTable, InMemoryWorkerMetricsStore};
+    use crate::lease::memory::InMemoryLeaseStore;
+    use crate::lease::renewer::RenewerConfig;
+    use crate::sequence::Position;
+
+    fn settings() -> Kcl3Settings {
+        Kcl3Settings {
+            leader: LeaderSettings {
+                failover_time: Duration::from_secs(10),
+                assignment_interval: Duration::from_secs(20),
+                graceful_handoff: true,
+                handoff_timeout: Duration::from_secs(30),
+                max_leases_for_worker: usize::MAX,
+                metrics_expiry: Duration::from_secs(60),
+                stale_metrics_cleanup: Duration::from_secs(86_400),
+            },
+            lock_duration: Duration::from_secs(20),
+            metrics_interval: Duration::from_secs(30),
+        }
+    }
+
+    struct Worker {
+        assignment: Kcl3Assignment,
+        renewer: LeaseRenewer,
+    }
+
+    fn worker(
+        me: &str,
+        leases: &InMemoryLeaseStore,
+        coordinator: &InMemoryCoordinatorStore,
+        metrics: &InMemoryWorkerMetricsStore,
+        table: &InMemoryKcl3LeaseTable,
+    ) -> Worker {
+        let handoffs = Handoffs::default();
+        let renewing =
+            Arc::new(Kcl3LeaseStore::new(Arc::new(leases.clone()), Arc::new(table.clone()), me, handoffs.clone(), 0.5));
+        let assignment = Kcl3Assignment::new(
+            me,
+            Arc::new(leases.clone()),
+            Arc::new(table.clone()),
+            Arc::new(coordinator.clone()),
+            Arc::new(metrics.clone()),
+            handoffs,
+            settings(),
+        );
+        Worker { assignment, renewer: LeaseRenewer::new(renewing, me, RenewerConfig::default()) }
+    }
+
+    #[tokio::test]
+    async fn a_lone_worker_leads_assigns_itself_discovers_and_releases_the_lock_on_stop() {
+        let leases = InMemoryLeaseStore::new("app");
+        for i in 0..2 {
+            leases.put(Lease::new(format!("s{i}"), ExtendedSequenceNumber::new(Position::TrimHorizon)));
+        }
+        let table = InMemoryKcl3LeaseTable::new(leases.clone());
+        table.ensure_owner_index().await.unwrap();
+        let coordinator = InMemoryCoordinatorStore::new("c");
+        let metrics = InMemoryWorkerMetricsStore::new("m");
+        let mut w = worker("me", &leases, &coordinator, &metrics, &table);
+        let round = w.assignment.round(&w.renewer).await.unwrap();
+        let mut acquired: Vec<String> = round.acquired.iter().map(|h| h.lease.key.clone()).collect();
+        acquired.sort();
+        assert_eq!(acquired, ["s0", "s1"], "metrics, lock, assignment and discovery in one round");
+        assert_eq!(coordinator.lock().await.unwrap().map(|l| l.owner), Some("me".into()));
+        // The renewer's 3.x renewals go through the wrapper.
+        assert!(w.renewer.renew_all().await.renewed >= 2 || leases.lease("s0").unwrap().counter >= 2);
+        w.assignment.stopped().await.unwrap();
+        assert_eq!(coordinator.lock().await.unwrap(), None, "the lock is released on shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_is_announced_and_completed_by_assign() {
+        let leases = InMemoryLeaseStore::new("app");
+        let mut lease = Lease::new("s0", ExtendedSequenceNumber::new(Position::TrimHorizon));
+        lease.owner = Some("me".into());
+        leases.put(lease);
+        let table = InMemoryKcl3LeaseTable::new(leases.clone());
+        table.ensure_owner_index().await.unwrap();
+        let coordinator = InMemoryCoordinatorStore::new("c");
+        let metrics = InMemoryWorkerMetricsStore::new("m");
+        let mut w = worker("me", &leases, &coordinator, &metrics, &table);
+        let round = w.assignment.round(&w.renewer).await.unwrap();
+        assert_eq!(round.acquired.len(), 1);
+        // The leader (another worker) starts a hand-off to "other".
+        let stored = leases.lease("s0").unwrap();
+        table.initiate_handoff(&stored, "other").await.unwrap().unwrap();
+        // The renewal notices it and keeps the lease alive without the hand-off condition.
+        w.renewer.renew_all().await;
+        assert!(w.renewer.get("s0").is_some(), "still held while the processor checkpoints");
+        w.assignment.next_discovery = Instant::now();
+        let round = w.assignment.round(&w.renewer).await.unwrap();
+        assert_eq!(round.hand_off, ["s0"]);
+        w.assignment.handed_off(&w.renewer, "s0").await.unwrap();
+        let done = leases.lease("s0").unwrap();
+        assert_eq!(done.owner.as_deref(), Some("other"));
+        assert_eq!(done.checkpoint_owner, None);
+        assert!(w.renewer.get("s0").is_none());
     }
 }

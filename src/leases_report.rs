@@ -20,8 +20,45 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::lease::kcl3::coordinator::CoordinatorStateStore;
+use crate::lease::kcl3::lease_table::{IndexState, Kcl3LeaseTable};
+use crate::lease::kcl3::worker_metrics::WorkerMetricsStore;
+use crate::lease::kcl3::{LockItem, MigrationRecord, WorkerMetricStats};
 use crate::lease::leader::shuffled_owners;
 use crate::lease::{Lease, LeaseError, LeaseStore, MigrationState};
+
+/// Worker metrics older than this are not counted as active by a 3.x leader (2 × the 30 s
+/// reporter period).
+const METRICS_EXPIRY_S: u64 = 60;
+
+/// The KCL 3.x side of an application: the coordinator state, worker metrics and owner index.
+#[derive(Debug, Clone, Default)]
+pub struct Kcl3View {
+    /// The coordinator-state table.
+    pub coordinator_table: String,
+    /// The full `Migration3.0` item, if present.
+    pub migration: Option<MigrationRecord>,
+    /// The leader lock, if present.
+    pub lock: Option<LockItem>,
+    /// The worker-metrics table.
+    pub metrics_table: String,
+    /// Every worker's `WorkerMetricStats`.
+    pub workers: Vec<WorkerMetricStats>,
+    /// The lease table's owner index.
+    pub owner_index: Option<IndexState>,
+    /// Parts that could not be read.
+    pub errors: Vec<String>,
+}
+
+/// Where [`Snapshot::read_kcl3`] reads the 3.x state.
+pub struct Kcl3Sources<'a> {
+    /// The coordinator-state table.
+    pub coordinator: &'a dyn CoordinatorStateStore,
+    /// The worker-metrics table.
+    pub metrics: &'a dyn WorkerMetricsStore,
+    /// The lease table's 3.x side (owner index).
+    pub lease_table: &'a dyn Kcl3LeaseTable,
+}
 
 /// How long a lease's counter has stayed the same, as seen by consecutive reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +140,8 @@ pub struct Snapshot {
     pub migration: Option<MigrationState>,
     /// Why the migration state could not be read, if it could not.
     pub migration_error: Option<String>,
+    /// The KCL 3.x state, when read ([`Snapshot::read_kcl3`]).
+    pub kcl3: Option<Kcl3View>,
 }
 
 impl Snapshot {
@@ -141,6 +180,158 @@ impl Snapshot {
             malformed: scan.malformed.iter().map(ToString::to_string).collect(),
             migration,
             migration_error,
+            kcl3: None,
+        })
+    }
+
+    /// Adds the KCL 3.x state (mode, leader lock, worker metrics, owner index). Read failures
+    /// are recorded in [`Kcl3View::errors`], never fatal.
+    pub async fn read_kcl3(&mut self, sources: &Kcl3Sources<'_>) {
+        let mut view = Kcl3View {
+            coordinator_table: sources.coordinator.table_name().to_owned(),
+            metrics_table: sources.metrics.table_name().to_owned(),
+            ..Kcl3View::default()
+        };
+        match sources.coordinator.migration().await {
+            Ok(m) => view.migration = m,
+            Err(e) => view.errors.push(e.to_string()),
+        }
+        match sources.coordinator.lock().await {
+            Ok(l) => view.lock = l,
+            Err(e) => view.errors.push(e.to_string()),
+        }
+        match sources.metrics.list().await {
+            Ok(scan) => {
+                view.workers = scan.workers;
+                view.workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+                view.errors.extend(scan.malformed.iter().map(ToString::to_string));
+            }
+            Err(e) => view.errors.push(e.to_string()),
+        }
+        match sources.lease_table.owner_index_state().await {
+            Ok(state) => view.owner_index = Some(state),
+            Err(e) => view.errors.push(e.to_string()),
+        }
+        self.kcl3 = Some(view);
+    }
+
+    /// The protocol the fleet runs, from `Migration3.0` (the 3.x view's, else the lease store's).
+    #[must_use]
+    pub fn mode(&self) -> &'static str {
+        let cv = self
+            .kcl3
+            .as_ref()
+            .and_then(|k| k.migration.as_ref())
+            .map(|m| m.client_version.as_str().to_owned())
+            .or_else(|| self.migration.as_ref().map(|m| m.client_version.clone()));
+        match cv.as_deref() {
+            Some("CLIENT_VERSION_3X") => "KCL 3.x",
+            Some("CLIENT_VERSION_3X_WITH_ROLLBACK") => "KCL 3.x (rollback still possible)",
+            Some("CLIENT_VERSION_UPGRADE_FROM_2X") => "KCL 2.x protocol, preparing the upgrade to 3.x",
+            Some("CLIENT_VERSION_2X") => "KCL 2.x protocol (rolled back from 3.x)",
+            Some(_) => "unknown client version",
+            None => "KCL 2.x (no Migration3.0 item)",
+        }
+    }
+
+    /// Leases in a graceful hand-off: (key, old owner = `checkpointOwner`, new owner).
+    #[must_use]
+    pub fn handoffs(&self) -> Vec<(String, String, String)> {
+        self.leases
+            .iter()
+            .filter_map(|row| {
+                let from = row.lease.checkpoint_owner.clone()?;
+                Some((row.lease.key.clone(), from, row.lease.owner.clone().unwrap_or_else(|| "-".to_owned())))
+            })
+            .collect()
+    }
+
+    fn render_kcl3(&self, out: &mut String) {
+        let _ = writeln!(out, "Mode: {}", self.mode());
+        let handoffs = self.handoffs();
+        if !handoffs.is_empty() {
+            let listed: Vec<String> = handoffs.iter().map(|(k, from, to)| format!("{k} {from} -> {to}")).collect();
+            let _ = writeln!(out, "Hand-offs in progress: {}", listed.join(", "));
+        }
+        let Some(view) = &self.kcl3 else { return };
+        if let Some(m) = &view.migration {
+            let history: Vec<&str> = m.history.iter().map(|h| h.client_version.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "Migration3.0 in {}: {} (by {}, at {} ms; before: {})",
+                view.coordinator_table,
+                m.client_version,
+                m.modified_by,
+                m.modified_at_ms,
+                if history.is_empty() { "-".to_owned() } else { history.join(", ") }
+            );
+        }
+        match &view.lock {
+            Some(lock) => {
+                let _ = writeln!(
+                    out,
+                    "3.x leader: {} (lock leaseDuration {} ms, recordVersionNumber {}{})",
+                    lock.owner,
+                    lock.lease_duration_ms,
+                    lock.record_version,
+                    if lock.released { ", released" } else { "" }
+                );
+            }
+            None if view.migration.is_some() => {
+                let _ = writeln!(out, "3.x leader: none (no Leader lock item)");
+            }
+            None => {}
+        }
+        if !view.workers.is_empty() {
+            let now_s = self.read_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let listed: Vec<String> = view
+                .workers
+                .iter()
+                .map(|w| {
+                    let age = now_s.saturating_sub(w.last_update_s);
+                    let kind = if w.is_default_metric() { "throughput" } else { "metrics" };
+                    let state = if w.is_active(now_s, METRICS_EXPIRY_S) { "active" } else { "INACTIVE" };
+                    format!("{} ({kind}, updated {age}s ago, {state})", w.worker_id)
+                })
+                .collect();
+            let _ = writeln!(out, "Worker metrics in {}: {}", view.metrics_table, listed.join(", "));
+        }
+        if let Some(index) = &view.owner_index {
+            let _ = writeln!(out, "Owner index LeaseOwnerToLeaseKeyIndex: {index:?}");
+        }
+        for e in &view.errors {
+            let _ = writeln!(out, "KCL 3.x state unreadable: {e}");
+        }
+    }
+
+    fn kcl3_json(&self) -> Value {
+        let handoffs: Vec<Value> = self
+            .handoffs()
+            .into_iter()
+            .map(|(k, from, to)| json!({ "leaseKey": k, "checkpointOwner": from, "leaseOwner": to }))
+            .collect();
+        let Some(view) = &self.kcl3 else {
+            return json!({ "mode": self.mode(), "handoffs": handoffs });
+        };
+        let now_s = self.read_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        json!({
+            "mode": self.mode(),
+            "handoffs": handoffs,
+            "coordinatorStateTable": view.coordinator_table,
+            "clientVersion": view.migration.as_ref().map(|m| m.client_version.as_str()),
+            "migrationHistory": view.migration.as_ref().map(|m| m.history.iter().map(|h| h.client_version.as_str()).collect::<Vec<_>>()),
+            "leader": view.lock.as_ref().map(|l| json!({
+                "ownerName": l.owner, "leaseDuration": l.lease_duration_ms,
+                "recordVersionNumber": l.record_version, "released": l.released,
+            })),
+            "workerMetricsTable": view.metrics_table,
+            "workers": view.workers.iter().map(|w| json!({
+                "workerId": w.worker_id, "lastUpdateSeconds": w.last_update_s,
+                "defaultMetric": w.is_default_metric(), "active": w.is_active(now_s, METRICS_EXPIRY_S),
+                "stats": w.stats, "operatingRange": w.operating_range,
+            })).collect::<Vec<_>>(),
+            "ownerIndex": view.owner_index.as_ref().map(|i| format!("{i:?}")),
+            "errors": view.errors,
         })
     }
 
@@ -254,15 +445,12 @@ impl Snapshot {
                 self.failover_time.as_millis()
             );
         }
+        self.render_kcl3(&mut out);
         match (&self.migration, &self.migration_error) {
-            (Some(state), _) => {
-                let mode = if state.is_3x_mode() {
-                    "KCL 3.x mode: multilangd refuses to join this fleet"
-                } else {
-                    "KCL 2.x-compatible"
-                };
-                let _ = writeln!(out, "KCL 3.x migration state: {} in {} ({mode})", state.client_version, state.table);
+            (Some(state), _) if self.kcl3.as_ref().is_none_or(|k| k.migration.is_none()) => {
+                let _ = writeln!(out, "KCL 3.x migration state: {} in {}", state.client_version, state.table);
             }
+            (Some(_), _) => {}
             (None, Some(error)) => {
                 let _ = writeln!(out, "KCL 3.x migration state: unreadable: {error}");
             }
@@ -323,6 +511,7 @@ impl Snapshot {
             "malformed": self.malformed,
             "migration": migration,
             "migrationError": self.migration_error,
+            "kcl3": self.kcl3_json(),
         })
     }
 }
@@ -353,6 +542,54 @@ mod tests {
         lease.owner = owner.map(str::to_owned);
         lease.counter = counter;
         lease
+    }
+
+    #[tokio::test]
+    async fn kcl3_view_shows_mode_leader_metrics_and_hand_offs() {
+        use crate::lease::kcl3::coordinator::CoordinatorStateStore;
+        use crate::lease::kcl3::memory::{
+            InMemoryCoordinatorStore, InMemoryKcl3LeaseTable, InMemoryWorkerMetricsStore,
+        };
+        use crate::lease::kcl3::{ClientVersion, LockItem, MigrationRecord, WorkerMetricStats};
+
+        let store = InMemoryLeaseStore::new("app");
+        store.put(lease("shardId-0", Some("a"), 3));
+        let mut moving = lease("shardId-1", Some("b"), 4);
+        moving.checkpoint_owner = Some("a".into());
+        store.put(moving);
+        let coordinator = InMemoryCoordinatorStore::new("app-CoordinatorState");
+        let record = MigrationRecord::initial(ClientVersion::V3x, "a", 1);
+        assert!(coordinator.create_migration_if_absent(&record).await.unwrap_or(false));
+        let lock =
+            LockItem { owner: "a".into(), lease_duration_ms: 20_000, record_version: "rv".into(), released: false };
+        assert!(coordinator.put_lock(&lock, None).await.unwrap_or(false));
+        let metrics = InMemoryWorkerMetricsStore::new("app-WorkerMetricStats");
+        let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        metrics.publish(&WorkerMetricStats::default_metric("a", now_s)).await.ok();
+        metrics.publish(&WorkerMetricStats::default_metric("gone", now_s - 3_600)).await.ok();
+        let lease_table = InMemoryKcl3LeaseTable::new(store.clone());
+
+        let mut snapshot = Snapshot::read(&store, Duration::from_secs(10), &mut ChangeTracker::new()).await.unwrap();
+        snapshot
+            .read_kcl3(&Kcl3Sources { coordinator: &coordinator, metrics: &metrics, lease_table: &lease_table })
+            .await;
+        let text = snapshot.render_text();
+        for expected in [
+            "Mode: KCL 3.x",
+            "Hand-offs in progress: shardId-1 a -> b",
+            "Migration3.0 in app-CoordinatorState: CLIENT_VERSION_3X (by a, at 1 ms; before: CLIENT_VERSION_INIT)",
+            "3.x leader: a (lock leaseDuration 20000 ms, recordVersionNumber rv)",
+            "a (throughput, updated 0s ago, active)",
+            "gone (throughput, updated 3600s ago, INACTIVE)",
+            "Owner index LeaseOwnerToLeaseKeyIndex: Missing",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        let json = snapshot.to_json();
+        assert_eq!(json["kcl3"]["leader"]["ownerName"], "a");
+        assert_eq!(json["kcl3"]["clientVersion"], "CLIENT_VERSION_3X");
+        assert_eq!(json["kcl3"]["handoffs"][0]["checkpointOwner"], "a");
+        assert_eq!(json["kcl3"]["workers"][1]["active"], false);
     }
 
     #[test]
@@ -418,7 +655,9 @@ mod tests {
         assert!(text.contains("SHARD_END"), "{text}");
         assert!(text.contains("worker-a (checkpointOwner worker-c)"), "{text}");
         assert!(text.contains(&format!("{} 1 (2.x leader)", expected_order[0])), "{text}");
-        assert!(text.contains("CLIENT_VERSION_UPGRADE_FROM_2X in app (KCL 2.x-compatible)"), "{text}");
+        assert!(text.contains("KCL 3.x migration state: CLIENT_VERSION_UPGRADE_FROM_2X in app"), "{text}");
+        assert!(text.contains("Mode: KCL 2.x protocol, preparing the upgrade to 3.x"), "{text}");
+        assert!(text.contains("Hand-offs in progress: shardId-000000000002 worker-c -> worker-a"), "{text}");
         assert!(text.contains("Malformed items (skipped by workers):"), "{text}");
         assert!(text.contains("shardId-000000000999"), "{text}");
         let child_line = text.lines().find(|l| l.starts_with("shardId-000000000002")).unwrap();

@@ -36,6 +36,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::lease::dynamodb::DynamoLeaseStore;
+use crate::lease::kcl3::coordinator::DynamoCoordinatorStore;
+use crate::lease::kcl3::leader::LeaderSettings;
+use crate::lease::kcl3::mode::Protocol;
+use crate::lease::kcl3::startup::choose_protocol;
+use crate::lease::kcl3::worker::{Handoffs, Kcl3Assignment, Kcl3LeaseStore, Kcl3Settings};
+use crate::lease::kcl3::worker_metrics::DynamoWorkerMetricsStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
 use crate::shutdown::Shutdown;
@@ -71,6 +77,34 @@ impl RunError {
     }
 }
 
+/// Whether an unset `clientVersionConfig` starts a brand-new application in KCL 3.x mode, as
+/// the Java 3.x daemon does. Off until the test suite pins the 2.x tests' mode: with it off, a
+/// new application runs 3.x only with `clientVersionConfig = CLIENT_VERSION_CONFIG_3X`, and any
+/// fleet whose `Migration3.0` says 3.x is joined as a 3.x worker.
+const NEW_APPLICATIONS_IN_3X: bool = false;
+/// How long a 3.x worker waits for the lease table's owner index to become ACTIVE (Java 3.1.3: 600 s).
+const OWNER_INDEX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The 3.x worker settings from the configuration.
+fn kcl3_settings(config: &Config) -> Kcl3Settings {
+    let failover = config.failover_time;
+    Kcl3Settings {
+        leader: LeaderSettings {
+            failover_time: failover,
+            assignment_interval: config.kcl3.lease_assignment_interval.unwrap_or(failover * 2),
+            graceful_handoff: config.kcl3.graceful_handoff_enabled,
+            handoff_timeout: config.kcl3.graceful_handoff_timeout,
+            max_leases_for_worker: usize::try_from(config.max_leases_for_worker).unwrap_or(usize::MAX),
+            metrics_expiry: config.kcl3.worker_metrics_reporter_interval * 2,
+            stale_metrics_cleanup: config.kcl3.stale_worker_metrics_cleanup,
+        },
+        // A lock that expires within two failover times (Java: a fixed 120 s): a dead
+        // multilangd leader is replaced within that plus one lock poll.
+        lock_duration: failover * 2,
+        metrics_interval: config.kcl3.worker_metrics_reporter_interval,
+    }
+}
+
 /// The default worker id: the host name plus a short random part, unique per process and
 /// readable in logs (Java uses a bare random UUID).
 #[must_use]
@@ -97,10 +131,27 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
         DynamoLeaseStore::new(
             clients.dynamodb.clone(),
             config.table_name.clone(),
-            format!("{}-CoordinatorState", config.application_name),
+            config.kcl3.coordinator_state_table.clone(),
         )
         .with_deletion_protection(config.lease_table_deletion_protection_enabled),
     );
+    let coordinator =
+        Arc::new(DynamoCoordinatorStore::new(clients.dynamodb.clone(), config.kcl3.coordinator_state_table.clone()));
+    let metrics =
+        Arc::new(DynamoWorkerMetricsStore::new(clients.dynamodb.clone(), config.kcl3.worker_metrics_table.clone()));
+    let chosen = tokio::select! {
+        () = shutdown.requested() => return Ok(()),
+        chosen = choose_protocol(
+            config.client_version_config,
+            NEW_APPLICATIONS_IN_3X,
+            &worker_id,
+            &*store,
+            &*store,
+            &*coordinator,
+            &*metrics,
+            OWNER_INDEX_TIMEOUT,
+        ) => chosen.map_err(|e| RunError::Scheduler(SchedulerError::LeaseTable(e)))?,
+    };
     let stream = StreamRef::from_config(&config);
     let list_settings = ListShardsSettings {
         backoff: config.list_shards_backoff,
@@ -118,8 +169,32 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
     )
     .with_kpl_hash_range_check(lister.clone());
     let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
-    let scheduler = Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher));
-    let result = scheduler.run(shutdown).await;
+    let result = if chosen.protocol == Protocol::Kcl3x {
+        let handoffs = Handoffs::default();
+        let renewing = Arc::new(Kcl3LeaseStore::new(
+            store.clone(),
+            store.clone(),
+            &worker_id,
+            handoffs.clone(),
+            config.kcl3.worker_metrics_ema_alpha,
+        ));
+        let assignment = Kcl3Assignment::new(
+            &worker_id,
+            renewing.clone(),
+            store.clone(),
+            coordinator,
+            metrics,
+            handoffs,
+            kcl3_settings(&config),
+        );
+        let scheduler =
+            Scheduler::new(config, worker_id, renewing.clone(), lister, Arc::new(readers), Arc::new(launcher))
+                .with_kcl3_assignment(Box::new(assignment));
+        renewing.set_status(scheduler.status());
+        scheduler.run(shutdown).await
+    } else {
+        Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher)).run(shutdown).await
+    };
     readers_stop.cancel();
     result.map_err(RunError::from)
 }

@@ -326,7 +326,10 @@ fn report(path: &Path, loaded: &Loaded) -> String {
 /// interrupted or `count` reads were printed.
 fn leases(path: &Path, json: bool, watch: Option<Duration>, count: Option<u64>) -> ExitCode {
     use multilangd::lease::dynamodb::DynamoLeaseStore;
-    use multilangd::leases_report::{ChangeTracker, Snapshot};
+    use multilangd::lease::kcl3::coordinator::DynamoCoordinatorStore;
+    use multilangd::lease::kcl3::default_side_table_names;
+    use multilangd::lease::kcl3::worker_metrics::DynamoWorkerMetricsStore;
+    use multilangd::leases_report::{ChangeTracker, Kcl3Sources, Snapshot};
     use std::io::Write;
 
     let config = match Config::load(path) {
@@ -351,11 +354,11 @@ fn leases(path: &Path, json: bool, watch: Option<Duration>, count: Option<u64>) 
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        let store = DynamoLeaseStore::new(
-            clients.dynamodb,
-            config.table_name.clone(),
-            format!("{}-CoordinatorState", config.application_name),
-        );
+        let (coordinator_table, metrics_table) = default_side_table_names(&config.application_name);
+        let store =
+            DynamoLeaseStore::new(clients.dynamodb.clone(), config.table_name.clone(), coordinator_table.clone());
+        let coordinator = DynamoCoordinatorStore::new(clients.dynamodb.clone(), coordinator_table);
+        let metrics = DynamoWorkerMetricsStore::new(clients.dynamodb, metrics_table);
         let mut tracker = ChangeTracker::new();
         let mut reads = 0_u64;
         let mut next = tokio::time::Instant::now();
@@ -380,7 +383,10 @@ fn leases(path: &Path, json: bool, watch: Option<Duration>, count: Option<u64>) 
                     None
                 }
             };
-            if let Some(snapshot) = snapshot {
+            if let Some(mut snapshot) = snapshot {
+                snapshot
+                    .read_kcl3(&Kcl3Sources { coordinator: &coordinator, metrics: &metrics, lease_table: &store })
+                    .await;
                 reads += 1;
                 let text = if json {
                     format!("{}\n", snapshot.to_json())

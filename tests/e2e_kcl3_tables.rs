@@ -321,7 +321,8 @@ fn kcl3_items_are_skipped_untouched_and_checkpoint_owner_is_removed_on_take() {
     println!("{text}");
     assert!(text.contains("Lease table kcl3-app: 4 lease(s), 4 owned, 0 unowned"), "{text}");
     assert!(text.contains("Owners (leader first): rust-a 4 (2.x leader)"), "{text}");
-    assert!(text.contains("CLIENT_VERSION_UPGRADE_FROM_2X in kcl3-app (KCL 2.x-compatible)"), "{text}");
+    assert!(text.contains("KCL 3.x migration state: CLIENT_VERSION_UPGRADE_FROM_2X in kcl3-app"), "{text}");
+    assert!(text.contains("Mode: KCL 2.x protocol, preparing the upgrade to 3.x"), "{text}");
     assert!(text.contains("Malformed items (skipped by workers):") && text.contains("shardId-000000000999"), "{text}");
     for not_a_lease in ["java3-worker-1", "Leader", "Migration3.0"] {
         assert!(!text.lines().any(|l| l.starts_with(not_a_lease)), "{not_a_lease} listed as a lease:\n{text}");
@@ -433,9 +434,9 @@ fn migration_state_decides_whether_multilangd_may_join_the_fleet() {
         let (code, text, stderr) = bed.leases_command(&props, &[]);
         if matches!(location, Location::LeaseTable) {
             assert_eq!(code, 0, "{stderr}");
-            let mode =
-                if refused { "KCL 3.x mode: multilangd refuses to join this fleet" } else { "KCL 2.x-compatible" };
-            assert!(text.contains(&format!("{cv} in {table} ({mode})")), "{location:?} {cv}:\n{text}");
+            let mode = if refused { "Mode: KCL 3.x" } else { "Mode: KCL 2.x protocol" };
+            assert!(text.contains(mode), "{location:?} {cv}:\n{text}");
+            assert!(text.contains(&format!("KCL 3.x migration state: {cv} in {table}")), "{location:?} {cv}:\n{text}");
         } else {
             // The lease table does not exist yet: reported as such, exit 1.
             assert_eq!(code, 1, "{text}{stderr}");
@@ -443,7 +444,20 @@ fn migration_state_decides_whether_multilangd_may_join_the_fleet() {
         }
 
         let mut d = bed.start(&app, "rust");
-        if refused {
+        if refused && matches!(location, Location::CoordinatorState) {
+            // A 3.x fleet of the 3.0-3.4 format is joined as a 3.x worker, which needs the
+            // lease table's owner index: dynalite rejects it (moto hosts it; see
+            // tests/e2e_kcl3_fleet.rs), so here the daemon stops with that error.
+            let status = d.wait(Duration::from_secs(60));
+            let log = d.log_text();
+            assert_eq!(status.code(), Some(1), "{location:?} {cv}\n{}", daemon::tail(&log, 20));
+            assert!(
+                log.contains("create_owner_index"),
+                "{location:?} {cv}: names the index\n{}",
+                daemon::tail(&log, 20)
+            );
+            assert!(!log.contains("must not join"), "{location:?} {cv}: joined, not refused");
+        } else if refused {
             let status = d.wait(Duration::from_secs(60));
             let log = d.log_text();
             assert_eq!(status.code(), Some(78), "{location:?} {cv}: exit 78\n{}", daemon::tail(&log, 20));

@@ -12,7 +12,7 @@ use super::reader::{default_text, millis, spec, table_default, to_u32, Reader};
 use super::values::{stream_arn_name, FromValue};
 use super::{
     ClientVersionConfig, Config, ConfigError, CredentialsSpec, Entry, Executable, FanOutConfig, InitialPosition,
-    Loaded, MetricsLevel, Origin, PollingConfig, Problem, RetrievalMode,
+    Kcl3Config, Loaded, MetricsLevel, Origin, PollingConfig, Problem, RetrievalMode,
 };
 
 /// Validates `entries` (in file order) of the file at `path`; `problems` are those found
@@ -24,7 +24,7 @@ pub(super) fn build(path: &Path, problems: Vec<Problem>, entries: Vec<Entry>) ->
     let retrieval = retrieval(&mut r, daemon.application_name.as_deref());
     let leases = leases(&mut r);
     let metrics = metrics(&mut r);
-    let client_version_config = kcl3(&mut r);
+    let (client_version_config, kcl3) = kcl3(&mut r, daemon.application_name.as_deref(), leases.failover_time);
     let unused_keys = r.check_remaining_keys();
 
     let findings = r.finish();
@@ -85,6 +85,7 @@ pub(super) fn build(path: &Path, problems: Vec<Problem>, entries: Vec<Entry>) ->
         metrics_buffer_time: metrics.buffer_time,
         metrics_max_queue_size: metrics.max_queue_size,
         client_version_config,
+        kcl3,
         unused_keys,
         locations: findings.locations,
     };
@@ -535,13 +536,100 @@ fn metrics(r: &mut Reader) -> Metrics {
     }
 }
 
-// ---- KCL 3.x (validated; not used)
+// ---- KCL 3.x
 
-/// `clientVersionConfig` as set in the file (`None` when not set).
-fn kcl3(r: &mut Reader) -> Option<ClientVersionConfig> {
-    r.get::<&str>("clientVersionConfig").map(|(v, _)| match v {
+/// `clientVersionConfig` as set in the file (`None` when not set), and the 3.x settings.
+fn kcl3(
+    r: &mut Reader,
+    application_name: Option<&str>,
+    failover: Duration,
+) -> (Option<ClientVersionConfig>, Kcl3Config) {
+    let client_version = r.optional::<&str>("clientVersionConfig").map(|v| match v {
         "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X" => ClientVersionConfig::CompatibleWith2x,
         "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1" => ClientVersionConfig::CompatibleWith2xPhase1,
         _ => ClientVersionConfig::V3x,
-    })
+    });
+    let app = application_name.unwrap_or_default();
+    let table = |r: &mut Reader, key: &'static str, suffix: &str| match r.text(key) {
+        Some((t, line)) => {
+            r.record(key, &t, Origin::Line(line));
+            t
+        }
+        None => {
+            let t = format!("{app}{suffix}");
+            r.record_derived(key, &t);
+            t
+        }
+    };
+    let coordinator_state_table = table(r, "coordinatorStateTableName", "-CoordinatorState");
+    let worker_metrics_table = table(r, "workerMetricsTableName", "-WorkerMetricStats");
+    let lease_assignment_interval = match r.get::<i64>("leaseAssignmentIntervalMillis") {
+        Some((ms, line)) => {
+            r.record("leaseAssignmentIntervalMillis", ms, Origin::Line(line));
+            Some(millis(ms))
+        }
+        None => {
+            r.record_derived("leaseAssignmentIntervalMillis", (failover * 2).as_millis());
+            None
+        }
+    };
+    let stale: String = r.setting("staleWorkerMetricsEntryCleanupDuration");
+    let alpha: String = r.setting("workerMetricsEMAAlpha");
+    let max_throughput: Option<String> = r.get::<String>("maxThroughputPerHostKBps").map(|(v, _)| v);
+    let kcl3 = Kcl3Config {
+        coordinator_state_table,
+        worker_metrics_table,
+        lease_assignment_interval,
+        graceful_handoff_enabled: r.setting("isGracefulLeaseHandoffEnabled"),
+        graceful_handoff_timeout: r.millis_setting("gracefulLeaseHandoffTimeoutMillis"),
+        worker_metrics_reporter_interval: r.millis_setting("workerMetricsReporterFreqInMillis"),
+        stale_worker_metrics_cleanup: iso_duration(&stale).unwrap_or(Duration::from_secs(86_400)),
+        worker_metrics_ema_alpha: alpha.parse().unwrap_or(0.5),
+        max_throughput_per_host_kbps: max_throughput.and_then(|v| v.parse().ok()),
+    };
+    (client_version, kcl3)
+}
+
+/// An ISO-8601 duration of days, hours, minutes and seconds (`P1D`, `PT15M`, `PT1.5S`), as
+/// validated by the key table; `None` for anything else.
+fn iso_duration(text: &str) -> Option<Duration> {
+    let rest = text.trim().strip_prefix(['P', 'p'])?;
+    let (date, time) = match rest.split_once(['T', 't']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    let mut seconds = 0.0_f64;
+    let mut add = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+            } else {
+                let factor = units.iter().find(|(u, _)| u.eq_ignore_ascii_case(&c))?.1;
+                seconds += number.parse::<f64>().ok()? * factor;
+                number.clear();
+            }
+        }
+        number.is_empty().then_some(())
+    };
+    add(date, &[('D', 86_400.0)])?;
+    if let Some(time) = time {
+        add(time, &[('H', 3_600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod kcl3_tests {
+    use super::iso_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn iso_durations_of_days_and_times() {
+        assert_eq!(iso_duration("P1D"), Some(Duration::from_secs(86_400)));
+        assert_eq!(iso_duration("PT15M"), Some(Duration::from_secs(900)));
+        assert_eq!(iso_duration("P1DT2H3M4.5S"), Some(Duration::from_secs_f64(93_784.5)));
+        assert_eq!(iso_duration("15M"), None);
+        assert_eq!(iso_duration("P1X"), None);
+    }
 }

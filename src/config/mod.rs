@@ -100,6 +100,30 @@ pub enum ClientVersionConfig {
     CompatibleWith2xPhase1,
 }
 
+/// KCL 3.x settings (lease assignment, graceful hand-off, worker metrics, side tables).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kcl3Config {
+    /// `coordinatorStateTableName` (default `<applicationName>-CoordinatorState`, never from
+    /// `tableName`, as Java).
+    pub coordinator_state_table: String,
+    /// `workerMetricsTableName` (default `<applicationName>-WorkerMetricStats`).
+    pub worker_metrics_table: String,
+    /// `leaseAssignmentIntervalMillis`; `None` = 2 × `failoverTimeMillis`.
+    pub lease_assignment_interval: Option<Duration>,
+    /// `isGracefulLeaseHandoffEnabled`.
+    pub graceful_handoff_enabled: bool,
+    /// `gracefulLeaseHandoffTimeoutMillis`.
+    pub graceful_handoff_timeout: Duration,
+    /// `workerMetricsReporterFreqInMillis` (a worker is inactive after twice this).
+    pub worker_metrics_reporter_interval: Duration,
+    /// `staleWorkerMetricsEntryCleanupDuration`.
+    pub stale_worker_metrics_cleanup: Duration,
+    /// `workerMetricsEMAAlpha` (throughputKBps smoothing).
+    pub worker_metrics_ema_alpha: f64,
+    /// `maxThroughputPerHostKBps`; `None` = unlimited.
+    pub max_throughput_per_host_kbps: Option<f64>,
+}
+
 /// The child command line, `executableName` split on runs of spaces (no shell, no quoting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executable {
@@ -245,8 +269,10 @@ pub struct Config {
     pub metrics_buffer_time: Duration,
     /// `metricsMaxQueueSize` (accepted, not used).
     pub metrics_max_queue_size: u32,
-    /// `clientVersionConfig` as set in the file (accepted, not used).
+    /// `clientVersionConfig` as set in the file (`None`: not set).
     pub client_version_config: Option<ClientVersionConfig>,
+    /// The other KCL 3.x settings.
+    pub kcl3: Kcl3Config,
     /// Every key that was accepted but has no effect in multilangd (3.x keys, inert keys),
     /// with its line, for the startup report.
     pub unused_keys: Vec<(String, usize)>,
@@ -730,18 +756,53 @@ mod tests {
     }
 
     #[test]
+    fn kcl3_settings_defaults_and_values() {
+        let c = with("").unwrap().config;
+        assert_eq!(c.client_version_config, None);
+        let app = &c.application_name;
+        assert_eq!(c.kcl3.coordinator_state_table, format!("{app}-CoordinatorState"));
+        assert_eq!(c.kcl3.worker_metrics_table, format!("{app}-WorkerMetricStats"));
+        assert_eq!(c.kcl3.lease_assignment_interval, None);
+        assert!(c.kcl3.graceful_handoff_enabled);
+        assert_eq!(c.kcl3.graceful_handoff_timeout, Duration::from_secs(30));
+        assert_eq!(c.kcl3.worker_metrics_reporter_interval, Duration::from_secs(30));
+        assert_eq!(c.kcl3.stale_worker_metrics_cleanup, Duration::from_secs(86_400));
+        assert_eq!(c.kcl3.max_throughput_per_host_kbps, None);
+
+        let c = with(
+            "tableName = leases\ncoordinatorStateTableName = coord\nworkerMetricsTableName = wm\n\
+             leaseAssignmentIntervalMillis = 5000\nisGracefulLeaseHandoffEnabled = false\n\
+             gracefulLeaseHandoffTimeoutMillis = 7000\nstaleWorkerMetricsEntryCleanupDuration = PT15M\n\
+             workerMetricsEMAAlpha = 0.25\nmaxThroughputPerHostKBps = 1024\n",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.kcl3.coordinator_state_table, "coord");
+        assert_eq!(c.kcl3.worker_metrics_table, "wm");
+        assert_eq!(c.kcl3.lease_assignment_interval, Some(Duration::from_secs(5)));
+        assert!(!c.kcl3.graceful_handoff_enabled);
+        assert_eq!(c.kcl3.graceful_handoff_timeout, Duration::from_secs(7));
+        assert_eq!(c.kcl3.stale_worker_metrics_cleanup, Duration::from_secs(900));
+        assert_eq!(c.kcl3.worker_metrics_ema_alpha, 0.25);
+        assert_eq!(c.kcl3.max_throughput_per_host_kbps, Some(1024.0));
+        // tableName never renames the side tables (as Java).
+        let c = with("tableName = leases\n").unwrap().config;
+        assert!(c.kcl3.coordinator_state_table.ends_with("-CoordinatorState"));
+        assert!(!c.kcl3.coordinator_state_table.starts_with("leases"));
+    }
+
+    #[test]
     fn unused_and_rejected_keys() {
-        let loaded = with("clientVersionConfig = client_version_config_compatible_with_2x\nmetricsLevel = NONE\nvalidateSequenceNumberBeforeCheckpointing = true\nstaleWorkerMetricsEntryCleanupDuration = PT15M\n").unwrap();
+        let loaded = with("clientVersionConfig = client_version_config_compatible_with_2x\nmetricsLevel = NONE\nvalidateSequenceNumberBeforeCheckpointing = true\ndampeningPercentage = 50\n").unwrap();
         let c = &loaded.config;
         assert_eq!(c.client_version_config, Some(ClientVersionConfig::CompatibleWith2x));
         assert_eq!(c.metrics_level, MetricsLevel::None);
         assert_eq!(
             c.unused_keys,
             vec![
-                ("clientVersionConfig".to_owned(), 5),
                 ("metricsLevel".to_owned(), 6),
                 ("validateSequenceNumberBeforeCheckpointing".to_owned(), 7),
-                ("staleWorkerMetricsEntryCleanupDuration".to_owned(), 8),
+                ("dampeningPercentage".to_owned(), 8),
             ]
         );
         assert!(warnings(&loaded).iter().all(|w| w.contains("has no effect")));

@@ -60,6 +60,15 @@ pub trait LeaseAssignment: Send + Sync {
     async fn handed_off(&mut self, held: &LeaseRenewer, key: &str) -> Result<(), LeaseError> {
         held.release(key).await.map(|_| ())
     }
+
+    /// The worker stopped (its consumers are shut down): give up fleet-wide roles, e.g. a
+    /// leader lock, so another worker takes over at once. The default does nothing.
+    ///
+    /// # Errors
+    /// When the table cannot be written; the role then expires instead.
+    async fn stopped(&mut self) -> Result<(), LeaseError> {
+        Ok(())
+    }
 }
 
 /// The KCL 2.x protocol: the [`LeaseTaker`] on its fixed cadence (`2 × (failover + 25 ms)`),

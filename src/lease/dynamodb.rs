@@ -207,7 +207,7 @@ impl DynamoLeaseStore {
     }
 
     /// GetItem (consistent) of the raw item.
-    async fn get_item(
+    pub(super) async fn get_item(
         &self,
         key: &str,
         operation: &'static str,
@@ -290,28 +290,28 @@ impl DynamoLeaseStore {
 /// Builds expression attribute names/values, registering only what is used (DynamoDB
 /// rejects unused placeholders).
 #[derive(Default)]
-struct Expressions {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+pub(super) struct Expressions {
+    pub(super) names: HashMap<String, String>,
+    pub(super) values: HashMap<String, AttributeValue>,
 }
 
 impl Expressions {
     /// `#<attribute>` for an attribute name.
-    fn name(&mut self, attribute: &str) -> String {
+    pub(super) fn name(&mut self, attribute: &str) -> String {
         let placeholder = format!("#{attribute}");
         self.names.insert(placeholder.clone(), attribute.to_owned());
         placeholder
     }
 
     /// `:<label>` for a value.
-    fn value(&mut self, label: &str, value: AttributeValue) -> String {
+    pub(super) fn value(&mut self, label: &str, value: AttributeValue) -> String {
         let placeholder = format!(":{label}");
         self.values.insert(placeholder.clone(), value);
         placeholder
     }
 }
 
-fn number(n: u64) -> AttributeValue {
+pub(super) fn number(n: u64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
@@ -319,7 +319,7 @@ fn string_set(set: &BTreeSet<String>) -> AttributeValue {
     AttributeValue::Ss(set.iter().cloned().collect())
 }
 
-fn next_counter(table: &str, lease: &Lease) -> Result<u64, LeaseError> {
+pub(super) fn next_counter(table: &str, lease: &Lease) -> Result<u64, LeaseError> {
     lease.counter.checked_add(1).ok_or_else(|| LeaseError::Malformed {
         table: table.to_owned(),
         key: lease.key.clone(),
@@ -567,7 +567,7 @@ fn migration_from_item(table: &str, item: &HashMap<String, AttributeValue>) -> R
 }
 
 /// The outcome of a failed SDK call, after classification.
-enum Failure {
+pub(crate) enum Failure {
     /// `ConditionalCheckFailedException`: someone else changed the item.
     ConditionFailed,
     /// Anything else.
@@ -575,7 +575,7 @@ enum Failure {
 }
 
 /// The single place where SDK errors become lease errors.
-fn classify<E>(table: &str, operation: &'static str, err: SdkError<E>) -> Failure
+pub(crate) fn classify<E>(table: &str, operation: &'static str, err: SdkError<E>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -595,7 +595,11 @@ where
 }
 
 /// `Ok(true)` on success, `Ok(false)` on a failed condition, else the classified error.
-fn conditional<T, E>(table: &str, operation: &'static str, result: Result<T, SdkError<E>>) -> Result<bool, LeaseError>
+pub(crate) fn conditional<T, E>(
+    table: &str,
+    operation: &'static str,
+    result: Result<T, SdkError<E>>,
+) -> Result<bool, LeaseError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -609,7 +613,7 @@ where
 }
 
 /// For calls without a condition: a condition failure cannot happen, but is still an error.
-fn unconditional<E>(table: &str, operation: &'static str, err: SdkError<E>) -> LeaseError
+pub(crate) fn unconditional<E>(table: &str, operation: &'static str, err: SdkError<E>) -> LeaseError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -619,7 +623,7 @@ where
     }
 }
 
-fn unexpected_condition(table: &str, operation: &'static str) -> LeaseError {
+pub(crate) fn unexpected_condition(table: &str, operation: &'static str) -> LeaseError {
     LeaseError::Dependency {
         table: table.to_owned(),
         operation,
@@ -627,7 +631,7 @@ fn unexpected_condition(table: &str, operation: &'static str) -> LeaseError {
     }
 }
 
-fn build_error(table: &str, operation: &'static str, err: &dyn std::error::Error) -> LeaseError {
+pub(crate) fn build_error(table: &str, operation: &'static str, err: &dyn std::error::Error) -> LeaseError {
     LeaseError::Dependency { table: table.to_owned(), operation, message: err.to_string() }
 }
 

@@ -16,6 +16,7 @@ pub mod assignment;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod dynamodb;
+pub mod kcl3;
 pub mod leader;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;

@@ -115,6 +115,8 @@ pub struct Scheduler {
     audit: AuditSettings,
     cleanup: CleanupSettings,
     migration_check_interval: Duration,
+    /// The worker runs the KCL 3.x protocol: a fleet in 3.x mode is joined, not refused.
+    kcl3: bool,
     status: StatusPublisher,
     assignment: Option<Box<dyn LeaseAssignment>>,
 }
@@ -145,6 +147,7 @@ impl Scheduler {
             audit,
             cleanup,
             migration_check_interval: MIGRATION_CHECK_INTERVAL,
+            kcl3: false,
             status,
             assignment: None,
         }
@@ -170,6 +173,14 @@ impl Scheduler {
     pub fn with_migration_check_interval(mut self, interval: Duration) -> Self {
         self.migration_check_interval = interval.max(MIN_TICK);
         self
+    }
+
+    /// Runs the KCL 3.x protocol through `assignment`: a fleet whose `Migration3.0` says 3.x
+    /// is joined instead of refused.
+    #[must_use]
+    pub fn with_kcl3_assignment(mut self, assignment: Box<dyn LeaseAssignment>) -> Self {
+        self.kcl3 = true;
+        self.with_assignment(assignment)
     }
 
     /// Replaces the lease assignment (default: the KCL 2.x [`TakerAssignment`]).
@@ -210,6 +221,9 @@ impl Scheduler {
     }
 
     async fn check_migration_state(&self) -> Result<(), SchedulerError> {
+        if self.kcl3 {
+            return Ok(());
+        }
         match self.store.migration_state().await {
             Ok(Some(state)) if state.is_3x_mode() => {
                 Err(SchedulerError::Fleet3x { client_version: state.client_version, table: state.table })
@@ -371,6 +385,9 @@ impl Scheduler {
             }
         }
         self.shut_down(renewer, &mut consumers, shutdown).await;
+        if let Err(e) = assignment.stopped().await {
+            warn!(error = %e, protocol = assignment.protocol(), "could not give up the worker's fleet role on shutdown");
+        }
         log_progress(&consumers);
         fatal.map_or(Ok(()), Err)
     }

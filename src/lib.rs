@@ -31,9 +31,11 @@ use crate::config::{Config, RetrievalMode};
 use crate::lease::dynamodb::DynamoLeaseStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
+use crate::stream::fanout::{FanOutReaderFactory, FanOutSettings};
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
 use crate::stream::shards::{KinesisShardLister, ListShardsSettings, ShardLister};
+use crate::stream::ShardReaderFactory;
 
 /// How long a record processor may take to exit after its stdin is closed, and again
 /// after SIGTERM, before it is killed.
@@ -79,13 +81,6 @@ pub fn default_worker_id() -> String {
 /// # Errors
 /// A [`RunError`] when the daemon cannot start or must stop.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    if config.retrieval_mode == RetrievalMode::FanOut {
-        return Err(RunError::Unsupported(format!(
-            "{}: retrievalMode resolves to FANOUT (enhanced fan-out), which this version of multilangd does not \
-             support yet; set `retrievalMode = POLLING` (or any polling key such as maxRecords)",
-            config.source.display()
-        )));
-    }
     let config = Arc::new(config);
     let clients = aws::clients(&config).await?;
     let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
@@ -106,15 +101,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let lister: Arc<dyn ShardLister> =
         Arc::new(KinesisShardLister::new(&clients.kinesis, stream.clone(), list_settings));
     let readers_stop = CancellationToken::new();
-    let readers = PollingReaderFactory::new(
-        &clients.kinesis,
-        stream,
-        PollingSettings::from_config(&config),
-        readers_stop.clone(),
-    )
-    .with_kpl_hash_range_check(lister.clone());
+    let readers: Arc<dyn ShardReaderFactory> = match config.retrieval_mode {
+        RetrievalMode::Polling => Arc::new(
+            PollingReaderFactory::new(
+                &clients.kinesis,
+                stream,
+                PollingSettings::from_config(&config),
+                readers_stop.clone(),
+            )
+            .with_kpl_hash_range_check(lister.clone()),
+        ),
+        RetrievalMode::FanOut => {
+            let settings = FanOutSettings::from_config(&config);
+            tracing::info!(consumer = %settings.registration.consumer_name, "retrieval mode FANOUT (enhanced fan-out)");
+            Arc::new(
+                FanOutReaderFactory::new(&clients.kinesis, stream, settings, readers_stop.clone())
+                    .with_kpl_hash_range_check(lister.clone()),
+            )
+        }
+    };
     let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
-    let scheduler = Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher));
+    let scheduler = Scheduler::new(config, worker_id, store, lister, readers, Arc::new(launcher));
     let result = scheduler.run(shutdown).await;
     readers_stop.cancel();
     result.map_err(RunError::from)

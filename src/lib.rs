@@ -8,18 +8,25 @@
 //! - [`stream`]: reading shards ([`stream::ShardReader`]) and listing them.
 //! - [`shard`]: the per-shard consumer state machine and its checkpointer.
 //! - [`scheduler`]: owns leases, starts and stops shard consumers, shard sync, shutdown.
+//! - [`model`]: model types shared across layers (records, hash-key ranges, checkpoint errors).
 //! - [`sequence`]: sequence numbers, sentinels and their ordering.
+//! - [`status`]: the worker status snapshot the scheduler publishes for operations.
 //! - [`aws`]: SDK clients from the configuration.
+//! - [`backoff`]: exponential backoff with jitter (retried calls, consumer restarts).
 
 pub mod aws;
+pub mod backoff;
 pub mod child;
 pub mod config;
 pub mod lease;
 pub mod leases_report;
+pub mod model;
 pub mod protocol;
 pub mod scheduler;
 pub mod sequence;
 pub mod shard;
+pub mod shutdown;
+pub mod status;
 pub mod stream;
 
 use std::sync::Arc;
@@ -31,6 +38,7 @@ use crate::config::{Config, RetrievalMode};
 use crate::lease::dynamodb::DynamoLeaseStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
+use crate::shutdown::Shutdown;
 use crate::stream::fanout::{FanOutReaderFactory, FanOutSettings};
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
@@ -50,9 +58,10 @@ pub enum RunError {
     /// The worker failed (start-up or a fleet-level condition).
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
-    /// The configuration asks for something this version cannot do.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The configuration asks for something this version cannot do
+    /// ([`Config::check_runnable`]).
+    #[error(transparent)]
+    Unsupported(#[from] config::ConfigError),
 }
 
 impl RunError {
@@ -80,7 +89,9 @@ pub fn default_worker_id() -> String {
 ///
 /// # Errors
 /// A [`RunError`] when the daemon cannot start or must stop.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), RunError> {
+    let shutdown = shutdown.into();
+    config.check_runnable()?;
     let config = Arc::new(config);
     let clients = aws::clients(&config).await?;
     let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);

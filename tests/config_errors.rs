@@ -196,6 +196,67 @@ fn bad_configurations_exit_78_naming_file_line_and_key() {
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
 
+/// A valid file that this version cannot run ([`Config::check_runnable`]) is refused by
+/// `validate FILE` and by the daemon alike: exit 78, the same message naming file, line and
+/// key. A runnable file validates.
+///
+/// [`Config::check_runnable`]: multilangd::config::Config::check_runnable
+#[test]
+fn validate_and_the_daemon_refuse_the_same_files() {
+    struct Refused {
+        name: &'static str,
+        extra: &'static str,
+        /// `Some(line)`: `<file>:<line>: retrievalMode: `; `None`: `<file>: retrievalMode: `.
+        line: Option<usize>,
+    }
+    // No refusal is left: FANOUT (set, or DEFAULT without a polling key) runs since enhanced
+    // fan-out is implemented. Add a case here with each new entry in config::unsupported.
+    let refused: Vec<Refused> = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, case) in refused.iter().enumerate() {
+        let file = dir.path().join(format!("refused{i}.properties"));
+        std::fs::write(&file, format!("{BASE}{}", case.extra)).unwrap();
+        let located = match case.line {
+            Some(line) => format!("{}:{line}: retrievalMode: resolves to FANOUT", file.display()),
+            None => format!("{}: retrievalMode: resolves to FANOUT", file.display()),
+        };
+        let message = match multilangd::config::Config::load(&file).unwrap().config.check_runnable() {
+            Err(refusal) => refusal.to_string(),
+            Ok(()) => {
+                failures.push(format!("case `{}`: the library does not refuse it", case.name));
+                continue;
+            }
+        };
+        for form in [Form::Validate, Form::Positional, Form::LongP] {
+            let (out, text) = run(&args_for(form, &file));
+            if out.status.code() != Some(78) || !text.contains(&message) || !text.contains(&located) {
+                failures.push(format!(
+                    "case `{}` ({form:?}): exit {:?}; want 78 and\n{message}\n(with {located:?})\ngot\n{text}",
+                    case.name,
+                    out.status.code()
+                ));
+            }
+            assert!(out.stdout.is_empty(), "case `{}` ({form:?}) wrote to stdout:\n{text}", case.name);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+
+    for (name, extra, mode) in [
+        ("POLLING set", "retrievalMode = POLLING\n", "POLLING"),
+        ("DEFAULT with a polling key", "maxRecords = 5\n", "POLLING"),
+        ("FANOUT set", "retrievalMode = fanout\n", "FANOUT"),
+        ("nothing set: DEFAULT, no polling key", "", "FANOUT"),
+    ] {
+        let file = dir.path().join("runnable.properties");
+        std::fs::write(&file, format!("{BASE}{extra}")).unwrap();
+        assert!(multilangd::config::Config::load(&file).unwrap().config.check_runnable().is_ok(), "{name}");
+        let (out, text) = run(&["validate".into(), file.display().to_string()]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {text}");
+        assert!(text.contains(&format!("retrievalMode = {mode}")), "{name}: {text}");
+    }
+}
+
 /// Problems with the file itself or the command line.
 #[test]
 fn file_and_command_line_problems_exit_78() {
@@ -330,8 +391,9 @@ fn run_form_logs_to_stderr_only_and_accepts_log_configuration() {
     assert_ne!(out.status.code(), Some(78), "{stderr}");
 }
 
-/// The unchanged `samples/sample.properties` of amazon_kclpy 3.2.0 validates (warnings
-/// allowed) and resolves FANOUT; with `maxRecords = 100` added it resolves POLLING.
+/// The unchanged `samples/sample.properties` of amazon_kclpy 3.2.0 loads (warnings allowed),
+/// resolves FANOUT and validates (tests/e2e_fanout.rs runs it); with
+/// `maxRecords = 100` added it resolves POLLING and validates.
 #[test]
 fn amazon_kclpy_sample_properties() {
     let sdist = support::testbed_dir().join("sdist/amazon_kclpy-3.2.0.tar.gz");
@@ -353,6 +415,8 @@ fn amazon_kclpy_sample_properties() {
     assert_eq!(loaded.config.stream_name, "kclpysample");
     assert_eq!(loaded.config.executable.program, "sample_kclpy_app.py");
     assert_eq!(loaded.config.initial_position, multilangd::config::InitialPosition::TrimHorizon);
+    // `validate` accepts the sample: the daemon runs it (enhanced fan-out).
+    assert!(loaded.config.check_runnable().is_ok());
     let (out, text) = run(&["validate".into(), file.display().to_string()]);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("retrievalMode = FANOUT"), "{text}");

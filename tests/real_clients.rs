@@ -35,7 +35,7 @@ use multilangd::protocol::messages::Action;
 use multilangd::protocol::{CheckpointError, CheckpointRequest, Checkpointer};
 use multilangd::scheduler::Scheduler;
 use multilangd::sequence::{ExtendedSequenceNumber, Position};
-use multilangd::shard::checkpointer::{CheckpointStore, CheckpointWriteError, ShardCheckpointer};
+use multilangd::shard::checkpointer::{CheckpointFailure, CheckpointStore, ShardCheckpointer};
 use multilangd::shard::process::ChildLauncher;
 use multilangd::shard::processor::{ProcessorConnection, ProcessorLauncher};
 use multilangd::stream::memory::InMemoryStream;
@@ -413,12 +413,12 @@ impl CheckpointStore for RecordingStore {
         &self,
         shard_id: &str,
         checkpoint: &ExtendedSequenceNumber,
-    ) -> Result<(), CheckpointWriteError> {
+    ) -> Result<(), CheckpointFailure> {
         let throttled =
             self.throttle_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         self.attempts.lock().unwrap().push((shard_id.to_owned(), checkpoint.clone(), !throttled));
         if throttled {
-            Err(CheckpointWriteError::Throttled("test store: throttled".into()))
+            Err(CheckpointFailure::Throttled { key: "test store: throttled".into() })
         } else {
             Ok(())
         }

@@ -34,7 +34,7 @@ pub enum ProviderSpec {
     Environment,
     /// `SystemPropertiesCredentialsProvider` (v1) / `SystemPropertyCredentialsProvider` (v2):
     /// the JVM's `aws.accessKeyId` / `aws.secretAccessKey` / `aws.sessionToken`. There is no
-    /// JVM here; [`crate::aws`] reads the environment variables instead (documented).
+    /// JVM here; the `aws` module reads the environment variables instead (documented).
     SystemProperties,
     /// `ProfileCredentialsProvider[|profile]` (v2) or
     /// `com.amazonaws.auth.profile.ProfileCredentialsProvider[|file|profile]` (v1).
@@ -284,7 +284,7 @@ fn assume_role(name: &str, args: &[&str], warnings: &mut Vec<String>) -> Result<
                 spec.external_id = Some(value.to_owned());
             }
             "endpointregion" => {
-                if !super::is_region(value) {
+                if !super::values::is_region(value) {
                     return Err(invalid("endpointRegion", value, "a region name such as us-east-1"));
                 }
                 spec.endpoint_region = Some(value.to_owned());
@@ -295,7 +295,7 @@ fn assume_role(name: &str, args: &[&str], warnings: &mut Vec<String>) -> Result<
                 let (Some(url), Some(region), None) = (parts.next(), parts.next(), parts.next()) else {
                     return Err(invalid("endpoint", value, expected));
                 };
-                if !super::is_http_url(url.trim()) || !super::is_region(region.trim()) {
+                if !super::values::is_http_url(url.trim()) || !super::values::is_region(region.trim()) {
                     return Err(invalid("endpoint", value, expected));
                 }
                 spec.endpoint =

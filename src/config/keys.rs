@@ -5,6 +5,12 @@
 //! keys that are accepted but not used, the `multilangd validate` report, and the key tables of
 //! `docs/configuration.md` (a unit test keeps the document equal to [`markdown_tables`]; run
 //! `MULTILANGD_BLESS_DOCS=1 cargo test --lib config::keys` to regenerate it).
+//!
+//! It is also the only place a default is written: a [`KeyDefault::Value`] is the text a user
+//! could have written, and the configuration build parses it exactly like a value from the file
+//! (a unit test checks that every such default is valid for its key's type).
+
+use std::fmt;
 
 /// The type of a property value, which decides how it is parsed and what an error says is
 /// accepted.
@@ -157,6 +163,36 @@ pub enum Usage {
     Rejected(&'static str),
 }
 
+/// What applies when a key is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDefault {
+    /// A value of the key's own type, read like a value from the file; `note` is shown after
+    /// it in brackets (`2147483647 (no limit)`).
+    Value {
+        /// The value, as a user would write it.
+        value: &'static str,
+        /// A remark for people, if any.
+        note: Option<&'static str>,
+    },
+    /// There is no default: the key must be set. The text says when (`required unless streamArn`).
+    Required(&'static str),
+    /// No value: the setting is off, or left to someone else. The text says what happens
+    /// (`(none)`, `SDK region chain`).
+    Unset(&'static str),
+    /// Derived from other keys. The text says how (`= applicationName`).
+    Derived(&'static str),
+}
+
+impl fmt::Display for KeyDefault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value { value, note: None } => f.write_str(value),
+            Self::Value { value, note: Some(note) } => write!(f, "{value} ({note})"),
+            Self::Required(text) | Self::Unset(text) | Self::Derived(text) => f.write_str(text),
+        }
+    }
+}
+
 /// One known key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySpec {
@@ -164,8 +200,8 @@ pub struct KeySpec {
     pub name: &'static str,
     /// The value type.
     pub ty: ValueType,
-    /// The default, as text for people.
-    pub default: &'static str,
+    /// What applies when the key is not set.
+    pub default: KeyDefault,
     /// What it does.
     pub doc: &'static str,
     /// Its documentation section.
@@ -177,7 +213,7 @@ pub struct KeySpec {
 const fn key(
     name: &'static str,
     ty: ValueType,
-    default: &'static str,
+    default: KeyDefault,
     doc: &'static str,
     category: Category,
     usage: Usage,
@@ -197,6 +233,27 @@ const INERT_CAPACITY: Usage = Usage::NotUsed(
     "the lease table is created with PAY_PER_REQUEST billing (as in Java, where the billing mode cannot be set through properties)",
 );
 const LEGACY: Usage = Usage::NotUsed("KCL 1.x key; the Java 2.x daemon ignores it too");
+
+/// A default value (see [`KeyDefault::Value`]).
+const fn is(value: &'static str) -> KeyDefault {
+    KeyDefault::Value { value, note: None }
+}
+
+/// A default value with a remark for people.
+const fn noted(value: &'static str, note: &'static str) -> KeyDefault {
+    KeyDefault::Value { value, note: Some(note) }
+}
+
+const fn derived(how: &'static str) -> KeyDefault {
+    KeyDefault::Derived(how)
+}
+
+const fn unset(what: &'static str) -> KeyDefault {
+    KeyDefault::Unset(what)
+}
+
+const REQUIRED: KeyDefault = KeyDefault::Required("required");
+const NONE: KeyDefault = KeyDefault::Unset("(none)");
 
 use Category::{Aws, Daemon, Leases, Legacy, Metrics, Retrieval, V3 as V3X};
 use Usage::Used;
@@ -221,185 +278,185 @@ pub const POLLING_KEYS: &[&str] = &[
 /// Every known key.
 pub static KEYS: &[KeySpec] = &[
     // ---- Daemon and identity
-    key("executableName", ValueType::Command, "required",
+    key("executableName", ValueType::Command, REQUIRED,
         "The record processor's command line, split on runs of spaces (no shell, no quoting); one child per shard.", Daemon, Used),
-    key("processingLanguage", Text, "(none)",
+    key("processingLanguage", Text, NONE,
         "Informational (logged at startup).", Daemon, Used),
-    key("maxActiveThreads", ValueType::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, "0 (no limit)",
+    key("maxActiveThreads", ValueType::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, noted("0", "no limit"),
         "Java's thread-pool size for child I/O (a small pool can deadlock Java).", Daemon,
         Usage::NotUsed("child I/O is asynchronous in multilangd: there is no pool to size or starve")),
-    key("applicationName", Text, "required",
+    key("applicationName", Text, REQUIRED,
         "The KCL application name: default lease table name and fan-out consumer name.", Daemon, Used),
-    key("streamName", Text, "required unless streamArn",
+    key("streamName", Text, KeyDefault::Required("required unless streamArn"),
         "The Kinesis stream to consume.", Daemon, Used),
-    key("streamArn", ValueType::StreamArn, "(none)",
+    key("streamArn", ValueType::StreamArn, NONE,
         "The stream as an ARN; wins over streamName. Its region is not used for the clients.", Daemon, Used),
-    key("tableName", Text, "= applicationName",
+    key("tableName", Text, derived("= applicationName"),
         "The DynamoDB lease table.", Daemon, Used),
-    key("workerId", Text, "generated per process",
+    key("workerId", Text, unset("generated per process"),
         "This worker's identity in the lease table; must be unique per worker.", Daemon, Used),
-    key("workerIdentifier", Text, "= workerId",
+    key("workerIdentifier", Text, derived("= workerId"),
         "Alias of workerId (workerId wins when both are set).", Daemon, Used),
-    key("timeoutInSeconds", ValueType::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, "(none: wait forever)",
+    key("timeoutInSeconds", ValueType::Int { min: i32::MIN as i64, max: i32::MAX as i64 }, unset("(none: wait forever)"),
         "Longest wait for a child's reply to one message; <= 0 disables the timeout (with a warning).", Daemon, Used),
-    key("shutdownGraceMillis", MS0, "20000 (Java: 0)",
+    key("shutdownGraceMillis", MS0, noted("20000", "Java: 0"),
         "How long a SIGTERM/SIGINT waits for the graceful shutdown of the children.", Daemon, Used),
     // ---- Credentials, region and endpoints
-    key(CREDENTIALS, ValueType::Credentials, "required",
+    key(CREDENTIALS, ValueType::Credentials, REQUIRED,
         "Credentials for Kinesis, and for DynamoDB/CloudWatch unless set separately. Any case of the AWSCredentialsProvider prefix is accepted (AwsCredentialsProvider, ...).", Aws, Used),
-    key(CREDENTIALS_DYNAMODB, ValueType::Credentials, "= AWSCredentialsProvider",
+    key(CREDENTIALS_DYNAMODB, ValueType::Credentials, derived("= AWSCredentialsProvider"),
         "Credentials for the DynamoDB lease table.", Aws, Used),
-    key(CREDENTIALS_CLOUDWATCH, ValueType::Credentials, "= AWSCredentialsProvider",
+    key(CREDENTIALS_CLOUDWATCH, ValueType::Credentials, derived("= AWSCredentialsProvider"),
         "Credentials for CloudWatch (validated only).", Aws, NO_METRICS),
-    key("regionName", ValueType::Region, "SDK region chain",
+    key("regionName", ValueType::Region, unset("SDK region chain"),
         "Region of all clients (AWS_REGION, profile, instance metadata when unset; no us-east-1 fallback).", Aws, Used),
-    key("kinesisEndpoint", ValueType::Url, "(none)",
+    key("kinesisEndpoint", ValueType::Url, NONE,
         "Endpoint override for Kinesis.", Aws, Used),
-    key("kinesisClient.endpointOverride", ValueType::Url, "= kinesisEndpoint",
+    key("kinesisClient.endpointOverride", ValueType::Url, derived("= kinesisEndpoint"),
         "Endpoint override for Kinesis; wins over kinesisEndpoint.", Aws, Used),
-    key("kinesisClient.region", ValueType::Region, "= regionName",
+    key("kinesisClient.region", ValueType::Region, derived("= regionName"),
         "Region of the Kinesis client; wins over regionName.", Aws, Used),
-    key("dynamoDBEndpoint", ValueType::Url, "(none)",
+    key("dynamoDBEndpoint", ValueType::Url, NONE,
         "Endpoint override for DynamoDB (note the upper-case DB).", Aws, Used),
-    key("dynamoDbClient.endpointOverride", ValueType::Url, "= dynamoDBEndpoint",
+    key("dynamoDbClient.endpointOverride", ValueType::Url, derived("= dynamoDBEndpoint"),
         "Endpoint override for DynamoDB; wins over dynamoDBEndpoint.", Aws, Used),
-    key("dynamoDbClient.region", ValueType::Region, "= regionName",
+    key("dynamoDbClient.region", ValueType::Region, derived("= regionName"),
         "Region of the DynamoDB client; wins over regionName.", Aws, Used),
-    key("cloudWatchEndpoint", ValueType::Url, "(none)",
+    key("cloudWatchEndpoint", ValueType::Url, NONE,
         "Endpoint override for CloudWatch (multilangd spelling; validated only).", Aws, NO_METRICS),
-    key("cloudWatchClient.endpointOverride", ValueType::Url, "= cloudWatchEndpoint",
+    key("cloudWatchClient.endpointOverride", ValueType::Url, derived("= cloudWatchEndpoint"),
         "Endpoint override for CloudWatch; wins over cloudWatchEndpoint (validated only).", Aws, NO_METRICS),
-    key("cloudWatchClient.region", ValueType::Region, "= regionName",
+    key("cloudWatchClient.region", ValueType::Region, derived("= regionName"),
         "Region of the CloudWatch client (validated only).", Aws, NO_METRICS),
     // ---- Stream position and retrieval
-    key("initialPositionInStream", ValueType::Enum(&["TRIM_HORIZON", "LATEST"]), "LATEST",
+    key("initialPositionInStream", ValueType::Enum(&["TRIM_HORIZON", "LATEST"]), is("LATEST"),
         "Where leases for new shards start. For AT_TIMESTAMP use initialPositionInStreamExtended.", Retrieval, Used),
-    key("initialPositionInStreamExtended", ValueType::EpochSeconds, "(none)",
+    key("initialPositionInStreamExtended", ValueType::EpochSeconds, NONE,
         "Start new shards AT_TIMESTAMP at this time; wins over initialPositionInStream.", Retrieval, Used),
-    key("retrievalMode", ValueType::Enum(&["FANOUT", "POLLING", "DEFAULT"]), "DEFAULT",
+    key("retrievalMode", ValueType::Enum(&["FANOUT", "POLLING", "DEFAULT"]), is("DEFAULT"),
         "DEFAULT means POLLING when any polling key is set, otherwise FANOUT (enhanced fan-out).", Retrieval, Used),
-    key("maxRecords", ValueType::Int { min: 1, max: 10_000 }, "10000",
+    key("maxRecords", ValueType::Int { min: 1, max: 10_000 }, is("10000"),
         "Records per GetRecords call (polling).", Retrieval, Used),
-    key("idleTimeBetweenReadsInMillis", MS0, "1500",
+    key("idleTimeBetweenReadsInMillis", MS0, is("1500"),
         "Wait between GetRecords calls (polling).", Retrieval, Used),
-    key("retryGetRecordsInSeconds", INT, "(none)",
+    key("retryGetRecordsInSeconds", INT, NONE,
         "Delay before retrying a GetRecords call (polling).", Retrieval,
         Usage::NotUsed("failed GetRecords calls are retried with exponential backoff and jitter")),
-    key("maxGetRecordsThreadPool", INT, "(none)",
+    key("maxGetRecordsThreadPool", INT, NONE,
         "Java's GetRecords thread pool size (polling).", Retrieval,
         Usage::NotUsed("every shard reads on its own task")),
-    key("millisBehindLatestThresholdForReducedTps", MS0, "0 (disabled)",
+    key("millisBehindLatestThresholdForReducedTps", MS0, noted("0", "disabled"),
         "Polling slows down when this close to the tip of the stream.", Retrieval, Used),
-    key("fanoutConfig.consumerArn", ValueType::ConsumerArn, "(none)",
+    key("fanoutConfig.consumerArn", ValueType::ConsumerArn, NONE,
         "Use this existing enhanced fan-out consumer instead of registering one.", Retrieval, Used),
-    key("fanoutConfig.consumerName", Text, "= applicationName",
+    key("fanoutConfig.consumerName", Text, derived("= applicationName"),
         "Name of the enhanced fan-out consumer to register.", Retrieval, Used),
-    key("fanoutConfig.maxDescribeStreamSummaryRetries", INT0, "10",
+    key("fanoutConfig.maxDescribeStreamSummaryRetries", INT0, is("10"),
         "Retries of DescribeStreamSummary (fan-out).", Retrieval, Used),
-    key("fanoutConfig.maxDescribeStreamConsumerRetries", INT0, "10",
+    key("fanoutConfig.maxDescribeStreamConsumerRetries", INT0, is("10"),
         "Retries of DescribeStreamConsumer (fan-out).", Retrieval, Used),
-    key("fanoutConfig.registerStreamConsumerRetries", INT0, "10",
+    key("fanoutConfig.registerStreamConsumerRetries", INT0, is("10"),
         "Retries of RegisterStreamConsumer (fan-out).", Retrieval, Used),
-    key("fanoutConfig.retryBackoffMillis", MS0, "1000",
+    key("fanoutConfig.retryBackoffMillis", MS0, is("1000"),
         "Backoff between those retries (fan-out).", Retrieval, Used),
-    key("callProcessRecordsEvenForEmptyRecordList", Bool, "false",
+    key("callProcessRecordsEvenForEmptyRecordList", Bool, is("false"),
         "Send processRecords with an empty record list too.", Retrieval, Used),
     // ---- Leases and coordination
-    key("failoverTimeMillis", MS, "10000",
+    key("failoverTimeMillis", MS, is("10000"),
         "A lease not renewed within this time is expired and may be taken.", Leases, Used),
-    key("shardSyncIntervalMillis", MS, "60000",
+    key("shardSyncIntervalMillis", MS, is("60000"),
         "Time between shard syncs.", Leases, Used),
-    key("cleanupLeasesUponShardCompletion", Bool, "true",
+    key("cleanupLeasesUponShardCompletion", Bool, is("true"),
         "Delete the leases of finished shards (false is honoured, unlike Java).", Leases, Used),
-    key("ignoreUnexpectedChildShards", Bool, "false",
+    key("ignoreUnexpectedChildShards", Bool, is("false"),
         "Ignore child shards whose parents are not known.", Leases, Used),
-    key("maxLeasesForWorker", INT, "2147483647 (no limit)",
+    key("maxLeasesForWorker", INT, noted("2147483647", "no limit"),
         "Most leases this worker holds.", Leases, Used),
-    key("maxLeasesToStealAtOneTime", INT, "1",
+    key("maxLeasesToStealAtOneTime", INT, is("1"),
         "Most leases taken from other workers per balancing round.", Leases, Used),
-    key("initialLeaseTableReadCapacity", INT, "10",
+    key("initialLeaseTableReadCapacity", INT, is("10"),
         "Read capacity of a PROVISIONED lease table.", Leases, INERT_CAPACITY),
-    key("initialLeaseTableWriteCapacity", INT, "10",
+    key("initialLeaseTableWriteCapacity", INT, is("10"),
         "Write capacity of a PROVISIONED lease table.", Leases, INERT_CAPACITY),
-    key("maxLeaseRenewalThreads", INT, "20",
+    key("maxLeaseRenewalThreads", INT, is("20"),
         "Most lease renewals in flight at once.", Leases, Used),
-    key("listShardsBackoffTimeInMillis", MS0, "1500",
+    key("listShardsBackoffTimeInMillis", MS0, is("1500"),
         "Backoff between ListShards retries.", Leases, Used),
-    key("maxListShardsRetryAttempts", INT, "50",
+    key("maxListShardsRetryAttempts", INT, is("50"),
         "Attempts of ListShards before giving up.", Leases, Used),
-    key("parentShardPollIntervalMillis", MS, "10000",
+    key("parentShardPollIntervalMillis", MS, is("10000"),
         "How often to check whether parent shards are finished.", Leases, Used),
-    key("skipShardSyncAtWorkerInitializationIfLeasesExist", Bool, "false",
+    key("skipShardSyncAtWorkerInitializationIfLeasesExist", Bool, is("false"),
         "Skip the startup shard sync when the lease table has leases.", Leases, Used),
-    key("schedulerInitializationBackoffTimeMillis", MS0, "1000",
+    key("schedulerInitializationBackoffTimeMillis", MS0, is("1000"),
         "Backoff between failed initialisation attempts.", Leases, Used),
-    key("taskBackoffTimeMillis", MS0, "500",
+    key("taskBackoffTimeMillis", MS0, is("500"),
         "Backoff after a failed task.", Leases, Used),
-    key("logWarningForTaskAfterMillis", MS, "(none)",
+    key("logWarningForTaskAfterMillis", MS, NONE,
         "Warn when one child call takes longer than this.", Leases, Used),
-    key("enablePriorityLeaseAssignment", Bool, "true",
+    key("enablePriorityLeaseAssignment", Bool, is("true"),
         "Take very-expired leases first.", Leases, Used),
-    key("leaseTableDeletionProtectionEnabled", Bool, "false",
+    key("leaseTableDeletionProtectionEnabled", Bool, is("false"),
         "Create the lease table with deletion protection.", Leases, Used),
-    key("leaseTablePitrEnabled", Bool, "false",
+    key("leaseTablePitrEnabled", Bool, is("false"),
         "Enable point-in-time recovery on the lease table.", Leases,
         Usage::NotUsed("multilangd does not call UpdateContinuousBackups; enable PITR on the table itself")),
-    key("shardPrioritization", Text, "(none)",
+    key("shardPrioritization", Text, NONE,
         "Java's shard prioritisation object.", Leases,
         Usage::Rejected("it cannot be set through properties; the Java daemon fails on every value too. Remove the key")),
     // ---- Metrics
-    key("metricsLevel", ValueType::Enum(&["NONE", "SUMMARY", "DETAILED"]), "DETAILED",
+    key("metricsLevel", ValueType::Enum(&["NONE", "SUMMARY", "DETAILED"]), is("DETAILED"),
         "Metrics detail.", Metrics, NO_METRICS),
-    key("metricsEnabledDimensions", ValueType::List, "ALL",
+    key("metricsEnabledDimensions", ValueType::List, is("ALL"),
         "Metric dimensions (Operation, ShardId, WorkerIdentifier, StreamId).", Metrics, NO_METRICS),
-    key("metricsBufferTimeMillis", MS, "10000",
+    key("metricsBufferTimeMillis", MS, is("10000"),
         "Buffer metrics this long before publishing.", Metrics, NO_METRICS),
-    key("metricsMaxQueueSize", INT, "10000",
+    key("metricsMaxQueueSize", INT, is("10000"),
         "Buffer at most this many metrics.", Metrics, NO_METRICS),
     // ---- KCL 3.x
     key("clientVersionConfig", ValueType::Enum(&["CLIENT_VERSION_CONFIG_3X", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1"]),
-        "CLIENT_VERSION_CONFIG_3X", "2.x to 3.x migration mode.", V3X, V3),
-    key("leaseAssignmentIntervalMillis", MS, "2 x failoverTimeMillis", "How often the 3.x lease assignment runs.", V3X, V3),
-    key("leaseTableScanTotalSegments", INT, "automatic", "Parallel-scan segments of the lease table.", V3X, V3),
-    key("migrateAllEntitiesToLeaseTable", Bool, "false", "Phase 2 of the single-table migration.", V3X, V3),
-    key("tableMigrationCompleteBakeTimeSeconds", INT, "86400", "Bake time of the table migration.", V3X, V3),
-    key("gracefulLeaseHandoffTimeoutMillis", MS, "30000", "Graceful lease handoff timeout.", V3X, V3),
-    key("isGracefulLeaseHandoffEnabled", Bool, "true", "Graceful lease handoff.", V3X, V3),
-    key("inMemoryWorkerMetricsCaptureFrequencyMillis", MS, "1000", "Worker metrics capture frequency.", V3X, V3),
-    key("workerMetricsReporterFreqInMillis", MS, "30000", "Worker metrics reporting frequency.", V3X, V3),
-    key("noOfPersistedMetricsPerWorkerMetrics", INT, "10", "Persisted metric values per worker metric.", V3X, V3),
-    key("disableWorkerMetrics", Bool, "false", "Balance on throughput instead of worker metrics.", V3X, V3),
-    key("maxThroughputPerHostKBps", ValueType::Decimal, "unlimited", "Throughput cap per host.", V3X, V3),
-    key("dampeningPercentage", INT, "60", "Dampening of rebalanced load.", V3X, V3),
-    key("reBalanceThresholdPercentage", INT, "10", "Allowed utilisation variance.", V3X, V3),
-    key("allowThroughputOvershoot", Bool, "true", "Allow throughput overshoot when rebalancing.", V3X, V3),
-    key("varianceBalancingFrequency", INT, "3", "Rebalance every N assignment rounds.", V3X, V3),
-    key("workerMetricsEMAAlpha", ValueType::Decimal, "0.5", "EMA alpha of worker metrics.", V3X, V3),
-    key("staleWorkerMetricsEntryCleanupDuration", ValueType::IsoDuration, "P1D", "Cleanup age of stale worker metrics.", V3X, V3),
-    key("workerMetricsTableName", Text, "<applicationName>-WorkerMetricStats", "Worker metrics table.", V3X, V3),
-    key("workerMetricsBillingMode", BILLING, "PAY_PER_REQUEST", "Worker metrics table billing.", V3X, V3),
-    key("workerMetricsReadCapacity", INT, "(none)", "Worker metrics table read capacity.", V3X, V3),
-    key("workerMetricsWriteCapacity", INT, "(none)", "Worker metrics table write capacity.", V3X, V3),
-    key("workerMetricsPointInTimeRecoveryEnabled", Bool, "false", "Worker metrics table PITR.", V3X, V3),
-    key("workerMetricsDeletionProtectionEnabled", Bool, "false", "Worker metrics table deletion protection.", V3X, V3),
-    key("workerMetricsTags", ValueType::Tags, "(none)", "Worker metrics table tags.", V3X, V3),
-    key("coordinatorStateTableName", Text, "<applicationName>-CoordinatorState", "Coordinator state table.", V3X, V3),
-    key("coordinatorStateBillingMode", BILLING, "PAY_PER_REQUEST", "Coordinator state table billing.", V3X, V3),
-    key("coordinatorStateReadCapacity", INT, "(none)", "Coordinator state table read capacity.", V3X, V3),
-    key("coordinatorStateWriteCapacity", INT, "(none)", "Coordinator state table write capacity.", V3X, V3),
-    key("coordinatorStatePointInTimeRecoveryEnabled", Bool, "false", "Coordinator state table PITR.", V3X, V3),
-    key("coordinatorStateDeletionProtectionEnabled", Bool, "false", "Coordinator state table deletion protection.", V3X, V3),
-    key("coordinatorStateTags", ValueType::Tags, "(none)", "Coordinator state table tags.", V3X, V3),
+        is("CLIENT_VERSION_CONFIG_3X"), "2.x to 3.x migration mode.", V3X, V3),
+    key("leaseAssignmentIntervalMillis", MS, derived("2 x failoverTimeMillis"), "How often the 3.x lease assignment runs.", V3X, V3),
+    key("leaseTableScanTotalSegments", INT, unset("automatic"), "Parallel-scan segments of the lease table.", V3X, V3),
+    key("migrateAllEntitiesToLeaseTable", Bool, is("false"), "Phase 2 of the single-table migration.", V3X, V3),
+    key("tableMigrationCompleteBakeTimeSeconds", INT, is("86400"), "Bake time of the table migration.", V3X, V3),
+    key("gracefulLeaseHandoffTimeoutMillis", MS, is("30000"), "Graceful lease handoff timeout.", V3X, V3),
+    key("isGracefulLeaseHandoffEnabled", Bool, is("true"), "Graceful lease handoff.", V3X, V3),
+    key("inMemoryWorkerMetricsCaptureFrequencyMillis", MS, is("1000"), "Worker metrics capture frequency.", V3X, V3),
+    key("workerMetricsReporterFreqInMillis", MS, is("30000"), "Worker metrics reporting frequency.", V3X, V3),
+    key("noOfPersistedMetricsPerWorkerMetrics", INT, is("10"), "Persisted metric values per worker metric.", V3X, V3),
+    key("disableWorkerMetrics", Bool, is("false"), "Balance on throughput instead of worker metrics.", V3X, V3),
+    key("maxThroughputPerHostKBps", ValueType::Decimal, unset("unlimited"), "Throughput cap per host.", V3X, V3),
+    key("dampeningPercentage", INT, is("60"), "Dampening of rebalanced load.", V3X, V3),
+    key("reBalanceThresholdPercentage", INT, is("10"), "Allowed utilisation variance.", V3X, V3),
+    key("allowThroughputOvershoot", Bool, is("true"), "Allow throughput overshoot when rebalancing.", V3X, V3),
+    key("varianceBalancingFrequency", INT, is("3"), "Rebalance every N assignment rounds.", V3X, V3),
+    key("workerMetricsEMAAlpha", ValueType::Decimal, is("0.5"), "EMA alpha of worker metrics.", V3X, V3),
+    key("staleWorkerMetricsEntryCleanupDuration", ValueType::IsoDuration, is("P1D"), "Cleanup age of stale worker metrics.", V3X, V3),
+    key("workerMetricsTableName", Text, derived("<applicationName>-WorkerMetricStats"), "Worker metrics table.", V3X, V3),
+    key("workerMetricsBillingMode", BILLING, is("PAY_PER_REQUEST"), "Worker metrics table billing.", V3X, V3),
+    key("workerMetricsReadCapacity", INT, NONE, "Worker metrics table read capacity.", V3X, V3),
+    key("workerMetricsWriteCapacity", INT, NONE, "Worker metrics table write capacity.", V3X, V3),
+    key("workerMetricsPointInTimeRecoveryEnabled", Bool, is("false"), "Worker metrics table PITR.", V3X, V3),
+    key("workerMetricsDeletionProtectionEnabled", Bool, is("false"), "Worker metrics table deletion protection.", V3X, V3),
+    key("workerMetricsTags", ValueType::Tags, NONE, "Worker metrics table tags.", V3X, V3),
+    key("coordinatorStateTableName", Text, derived("<applicationName>-CoordinatorState"), "Coordinator state table.", V3X, V3),
+    key("coordinatorStateBillingMode", BILLING, is("PAY_PER_REQUEST"), "Coordinator state table billing.", V3X, V3),
+    key("coordinatorStateReadCapacity", INT, NONE, "Coordinator state table read capacity.", V3X, V3),
+    key("coordinatorStateWriteCapacity", INT, NONE, "Coordinator state table write capacity.", V3X, V3),
+    key("coordinatorStatePointInTimeRecoveryEnabled", Bool, is("false"), "Coordinator state table PITR.", V3X, V3),
+    key("coordinatorStateDeletionProtectionEnabled", Bool, is("false"), "Coordinator state table deletion protection.", V3X, V3),
+    key("coordinatorStateTags", ValueType::Tags, NONE, "Coordinator state table tags.", V3X, V3),
     // ---- Legacy
-    key("validateSequenceNumberBeforeCheckpointing", Bool, "(none)",
+    key("validateSequenceNumberBeforeCheckpointing", Bool, NONE,
         "KCL 1.x checkpoint validation.", Legacy,
         Usage::NotUsed("parsed but unused by the Java 2.x daemon as well")),
-    key("http.proxyHost", Text, "(none)", "KCL 1.x proxy host.", Legacy, LEGACY),
-    key("http.proxyPort", INT, "(none)", "KCL 1.x proxy port.", Legacy, LEGACY),
-    key("billingMode", Text, "(none)", "Lease table billing mode (not settable in Java 2.x).", Legacy, LEGACY),
-    key("kinesisClientConfig", Text, "(none)", "KCL 1.x client configuration.", Legacy, LEGACY),
-    key("userAgent", Text, "(none)", "KCL 1.x user agent suffix.", Legacy, LEGACY),
-    key("shardPrioritizationStrategy", Text, "(none)", "KCL 1.x shard prioritisation.", Legacy, LEGACY),
+    key("http.proxyHost", Text, NONE, "KCL 1.x proxy host.", Legacy, LEGACY),
+    key("http.proxyPort", INT, NONE, "KCL 1.x proxy port.", Legacy, LEGACY),
+    key("billingMode", Text, NONE, "Lease table billing mode (not settable in Java 2.x).", Legacy, LEGACY),
+    key("kinesisClientConfig", Text, NONE, "KCL 1.x client configuration.", Legacy, LEGACY),
+    key("userAgent", Text, NONE, "KCL 1.x user agent suffix.", Legacy, LEGACY),
+    key("shardPrioritizationStrategy", Text, NONE, "KCL 1.x shard prioritisation.", Legacy, LEGACY),
 ];
 
 /// Looks up a key by its exact (canonical) name.
@@ -505,6 +562,21 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len());
+    }
+
+    /// The build reads these defaults like values from the file: each must be one.
+    #[test]
+    fn default_values_are_valid_for_their_types() {
+        for k in KEYS {
+            if let KeyDefault::Value { value, .. } = k.default {
+                assert!(
+                    super::super::values::valid_for(k.ty, value),
+                    "{}: default `{value}` is not a {:?}",
+                    k.name,
+                    k.ty
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,25 +3,36 @@
 //! Two stages, as in the Java daemon but stricter:
 //! 1. [`properties`] turns the file's bytes (ISO-8859-1, `java.util.Properties` syntax) into
 //!    entries that remember their line numbers;
-//! 2. [`Config::from_entries`] maps every known key ([`keys::KEYS`]) onto a typed field, with
-//!    the Java defaults, and reports each problem with the file, line, key, bad value and what
-//!    is accepted. All problems are collected, not only the first. Unknown keys are warnings
-//!    (with a near-miss suggestion), never silent.
+//! 2. [`Config::from_entries`] maps every known key ([`keys::KEYS`]) onto a typed field and
+//!    reports each problem with the file, line, key, bad value and what is accepted. All
+//!    problems are collected, not only the first. Unknown keys are warnings (with a near-miss
+//!    suggestion), never silent.
 //!
-//! Building AWS clients from a `Config` happens elsewhere ([`crate::aws`]); this module is
+//! Then [`Config::check_runnable`] refuses what a valid file may ask for but this version
+//! cannot run ([`unsupported`]); `multilangd validate` and [`crate::run`] both call it.
+//!
+//! Inside: `keys` is the table of every key (type, default, meaning) and the only place a
+//! default is written; `values` is the syntax of values; `reader` reads one key (file value or
+//! table default, problems, the `validate` report); `build` reads the keys section by section
+//! (daemon, AWS clients, retrieval, leases, metrics, KCL 3.x) and assembles the [`Config`].
+//!
+//! Building AWS clients from a `Config` happens elsewhere (the `aws` module); this module is
 //! pure and does no I/O beyond reading the file.
 
+mod build;
 pub mod credentials;
 pub mod keys;
 pub mod properties;
+mod reader;
+pub mod unsupported;
+mod values;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use credentials::{CredentialsSpec, ProviderSpec};
-use keys::{KeySpec, Usage, ValueType};
 pub use properties::Entry;
 
 /// Where a resolved value came from (for `multilangd validate`).
@@ -49,7 +60,7 @@ impl fmt::Display for Origin {
 pub enum InitialPosition {
     /// `TRIM_HORIZON`.
     TrimHorizon,
-    /// `LATEST` (the Java default).
+    /// `LATEST`.
     Latest,
     /// `AT_TIMESTAMP`, from `initialPositionInStreamExtended` (epoch seconds), stored in ms.
     AtTimestamp {
@@ -74,7 +85,7 @@ pub enum MetricsLevel {
     None,
     /// Summary metrics.
     Summary,
-    /// Detailed metrics (Java default).
+    /// Detailed metrics.
     Detailed,
 }
 
@@ -105,34 +116,35 @@ pub struct Executable {
 pub struct FanOutConfig {
     /// `fanoutConfig.consumerArn`: use an existing consumer.
     pub consumer_arn: Option<String>,
-    /// `fanoutConfig.consumerName` (default: applicationName).
+    /// `fanoutConfig.consumerName`.
     pub consumer_name: String,
-    /// `fanoutConfig.maxDescribeStreamSummaryRetries` (10).
+    /// `fanoutConfig.maxDescribeStreamSummaryRetries`.
     pub max_describe_stream_summary_retries: u32,
-    /// `fanoutConfig.maxDescribeStreamConsumerRetries` (10).
+    /// `fanoutConfig.maxDescribeStreamConsumerRetries`.
     pub max_describe_stream_consumer_retries: u32,
-    /// `fanoutConfig.registerStreamConsumerRetries` (10).
+    /// `fanoutConfig.registerStreamConsumerRetries`.
     pub register_stream_consumer_retries: u32,
-    /// `fanoutConfig.retryBackoffMillis` (1000).
+    /// `fanoutConfig.retryBackoffMillis`.
     pub retry_backoff: Duration,
 }
 
 /// Polling settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollingConfig {
-    /// `maxRecords` (10000, at most 10000).
+    /// `maxRecords` (at most 10000).
     pub max_records: u32,
-    /// `idleTimeBetweenReadsInMillis` (1500).
+    /// `idleTimeBetweenReadsInMillis`.
     pub idle_time_between_reads: Duration,
-    /// `retryGetRecordsInSeconds` (unset).
+    /// `retryGetRecordsInSeconds` (accepted, not used).
     pub retry_get_records: Option<Duration>,
-    /// `maxGetRecordsThreadPool` (unset; accepted, not used: every shard reads on its own task).
+    /// `maxGetRecordsThreadPool` (accepted, not used: every shard reads on its own task).
     pub max_get_records_thread_pool: Option<u32>,
-    /// `millisBehindLatestThresholdForReducedTps` (unset/0 = disabled).
+    /// `millisBehindLatestThresholdForReducedTps` (`None`: disabled).
     pub millis_behind_latest_threshold_for_reduced_tps: Option<Duration>,
 }
 
-/// The whole, validated configuration. Field docs name the property key and the default.
+/// The whole, validated configuration. Field docs name the property key; its default and
+/// meaning are in the key table ([`keys::KEYS`], rendered in docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The properties file this came from.
@@ -149,21 +161,21 @@ pub struct Config {
     pub stream_name: String,
     /// `streamArn`, when set.
     pub stream_arn: Option<String>,
-    /// `tableName` (default: applicationName).
+    /// `tableName`.
     pub table_name: String,
-    /// `workerId` / `workerIdentifier` (default: `<hostname>-<random>` per process).
+    /// `workerId` / `workerIdentifier` (`None`: generated per process, [`crate::default_worker_id`]).
     pub worker_id: Option<String>,
-    /// `timeoutInSeconds` (unset or <= 0: no timeout).
+    /// `timeoutInSeconds` (`None`: no timeout).
     pub timeout: Option<Duration>,
-    /// `shutdownGraceMillis` (multilangd default: 20000; Java: 0).
+    /// `shutdownGraceMillis`.
     pub shutdown_grace: Duration,
     /// `AWSCredentialsProvider` / `AwsCredentialsProvider` (required).
     pub credentials: CredentialsSpec,
-    /// `AWSCredentialsProviderDynamoDB` (default: the Kinesis provider).
+    /// `AWSCredentialsProviderDynamoDB` (`None`: the Kinesis provider).
     pub credentials_dynamodb: Option<CredentialsSpec>,
-    /// `AWSCredentialsProviderCloudWatch` (default: the Kinesis provider).
+    /// `AWSCredentialsProviderCloudWatch` (`None`: the Kinesis provider).
     pub credentials_cloudwatch: Option<CredentialsSpec>,
-    /// `regionName` (default: the SDK's region chain).
+    /// `regionName` (`None`: the SDK's region chain).
     pub region: Option<String>,
     /// `kinesisEndpoint` / `kinesisClient.endpointOverride`.
     pub kinesis_endpoint: Option<String>,
@@ -177,7 +189,7 @@ pub struct Config {
     pub dynamodb_region: Option<String>,
     /// `cloudWatchClient.region`.
     pub cloudwatch_region: Option<String>,
-    /// `initialPositionInStream` / `initialPositionInStreamExtended` (LATEST).
+    /// `initialPositionInStream` / `initialPositionInStreamExtended`.
     pub initial_position: InitialPosition,
     /// `retrievalMode` after the DEFAULT rule.
     pub retrieval_mode: RetrievalMode,
@@ -185,63 +197,72 @@ pub struct Config {
     pub polling: PollingConfig,
     /// Fan-out keys.
     pub fan_out: FanOutConfig,
-    /// `callProcessRecordsEvenForEmptyRecordList` (false).
+    /// `callProcessRecordsEvenForEmptyRecordList`.
     pub call_process_records_even_for_empty_record_list: bool,
-    /// `failoverTimeMillis` (10000).
+    /// `failoverTimeMillis`.
     pub failover_time: Duration,
-    /// `shardSyncIntervalMillis` (60000).
+    /// `shardSyncIntervalMillis`.
     pub shard_sync_interval: Duration,
-    /// `cleanupLeasesUponShardCompletion` (true; false is honoured, unlike Java).
+    /// `cleanupLeasesUponShardCompletion` (false is honoured, unlike Java).
     pub cleanup_leases_upon_shard_completion: bool,
-    /// `ignoreUnexpectedChildShards` (false).
+    /// `ignoreUnexpectedChildShards`.
     pub ignore_unexpected_child_shards: bool,
-    /// `maxLeasesForWorker` (unlimited).
+    /// `maxLeasesForWorker`.
     pub max_leases_for_worker: u32,
-    /// `maxLeasesToStealAtOneTime` (1).
+    /// `maxLeasesToStealAtOneTime`.
     pub max_leases_to_steal_at_one_time: u32,
-    /// `initialLeaseTableReadCapacity` (10; inert: the table is PAY_PER_REQUEST).
+    /// `initialLeaseTableReadCapacity` (inert: the table is PAY_PER_REQUEST).
     pub initial_lease_table_read_capacity: u32,
-    /// `initialLeaseTableWriteCapacity` (10; inert).
+    /// `initialLeaseTableWriteCapacity` (inert).
     pub initial_lease_table_write_capacity: u32,
-    /// `maxLeaseRenewalThreads` (20; caps concurrent renewals).
+    /// `maxLeaseRenewalThreads` (caps concurrent renewals).
     pub max_lease_renewal_threads: u32,
-    /// `listShardsBackoffTimeInMillis` (1500).
+    /// `listShardsBackoffTimeInMillis`.
     pub list_shards_backoff: Duration,
-    /// `maxListShardsRetryAttempts` (50).
+    /// `maxListShardsRetryAttempts`.
     pub max_list_shards_retry_attempts: u32,
-    /// `parentShardPollIntervalMillis` (10000).
+    /// `parentShardPollIntervalMillis`.
     pub parent_shard_poll_interval: Duration,
-    /// `skipShardSyncAtWorkerInitializationIfLeasesExist` (false).
+    /// `skipShardSyncAtWorkerInitializationIfLeasesExist`.
     pub skip_shard_sync_at_worker_initialization_if_leases_exist: bool,
-    /// `schedulerInitializationBackoffTimeMillis` (1000).
+    /// `schedulerInitializationBackoffTimeMillis`.
     pub scheduler_initialization_backoff: Duration,
-    /// `taskBackoffTimeMillis` (500).
+    /// `taskBackoffTimeMillis`.
     pub task_backoff: Duration,
-    /// `logWarningForTaskAfterMillis` (unset).
+    /// `logWarningForTaskAfterMillis`.
     pub log_warning_for_task_after: Option<Duration>,
-    /// `enablePriorityLeaseAssignment` (true).
+    /// `enablePriorityLeaseAssignment`.
     pub enable_priority_lease_assignment: bool,
-    /// `leaseTableDeletionProtectionEnabled` (false).
+    /// `leaseTableDeletionProtectionEnabled`.
     pub lease_table_deletion_protection_enabled: bool,
-    /// `leaseTablePitrEnabled` (false).
+    /// `leaseTablePitrEnabled` (accepted, not used).
     pub lease_table_pitr_enabled: bool,
-    /// `metricsLevel` (DETAILED).
+    /// `metricsLevel` (accepted, not used).
     pub metrics_level: MetricsLevel,
-    /// `metricsEnabledDimensions` (ALL).
+    /// `metricsEnabledDimensions` (accepted, not used).
     pub metrics_enabled_dimensions: Vec<String>,
-    /// `metricsBufferTimeMillis` (10000).
+    /// `metricsBufferTimeMillis` (accepted, not used).
     pub metrics_buffer_time: Duration,
-    /// `metricsMaxQueueSize` (10000).
+    /// `metricsMaxQueueSize` (accepted, not used).
     pub metrics_max_queue_size: u32,
-    /// `clientVersionConfig` (3.x; accepted, not used).
+    /// `clientVersionConfig` as set in the file (accepted, not used).
     pub client_version_config: Option<ClientVersionConfig>,
     /// Every key that was accepted but has no effect in multilangd (3.x keys, inert keys),
     /// with its line, for the startup report.
     pub unused_keys: Vec<(String, usize)>,
+    /// Where each known key set in the file is, by canonical name (so that checks after
+    /// loading, such as [`Config::check_runnable`], can name the line).
+    pub locations: BTreeMap<&'static str, KeyLocation>,
 }
 
-/// The multilangd default of `shutdownGraceMillis` (Java's is 0: no wait at all).
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(20_000);
+/// Where a key is set in the properties file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLocation {
+    /// The key as written (credentials keys may differ from the canonical name in case).
+    pub written: String,
+    /// Its (first) line.
+    pub line: usize,
+}
 
 /// A configuration problem that is not fatal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,24 +324,34 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file was read but has one or more problems (all of them are listed).
-    #[error("{}", InvalidDisplay { path, problems })]
+    #[error("{}", ProblemsDisplay { heading: "invalid configuration in", path, problems })]
     Invalid {
         /// The file.
         path: PathBuf,
         /// Every problem found, in line order (file-level problems last).
         problems: Vec<Problem>,
     },
+    /// The file is valid but asks for something this version cannot run
+    /// ([`Config::check_runnable`]).
+    #[error("{}", ProblemsDisplay { heading: "unsupported configuration in", path, problems })]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// Every refusal.
+        problems: Vec<Problem>,
+    },
 }
 
-struct InvalidDisplay<'a> {
+struct ProblemsDisplay<'a> {
+    heading: &'static str,
     path: &'a Path,
     problems: &'a [Problem],
 }
 
-impl fmt::Display for InvalidDisplay<'_> {
+impl fmt::Display for ProblemsDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "invalid configuration in {} ({n} problem{}):", self.path.display(), if n == 1 { "" } else { "s" })?;
+        write!(f, "{} {} ({n} problem{}):", self.heading, self.path.display(), if n == 1 { "" } else { "s" })?;
         for p in self.problems {
             f.write_str("\n  ")?;
             write_located(f, self.path, p.line, p.key.as_deref(), &p.message)?;
@@ -365,7 +396,7 @@ impl Config {
             .into_iter()
             .map(|e| Problem { line: Some(e.line), key: None, message: e.problem.to_string() })
             .collect();
-        Builder::new(path, problems).build(entries)
+        build::build(path, problems, entries)
     }
 
     /// Validates parsed entries (in file order; a later duplicate wins with a warning).
@@ -373,830 +404,29 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] with every problem found.
     pub fn from_entries(path: impl AsRef<Path>, entries: Vec<Entry>) -> Result<Loaded, ConfigError> {
-        Builder::new(path.as_ref(), Vec::new()).build(entries)
+        build::build(path.as_ref(), Vec::new(), entries)
     }
-}
 
-/// A value as found in the file.
-#[derive(Debug, Clone)]
-struct Value {
-    written: String,
-    text: String,
-    line: usize,
-}
-
-struct Builder {
-    path: PathBuf,
-    values: HashMap<&'static str, Value>,
-    problems: Vec<Problem>,
-    warnings: Vec<Warning>,
-    resolved: Vec<Resolved>,
-    consumed: Vec<&'static str>,
-}
-
-/// Parses a whole number the way users expect: surrounding whitespace was trimmed, a leading
-/// `+` is allowed, nothing else (no `0x`, no decimals, no overflow).
-fn parse_int(text: &str) -> Option<i64> {
-    let digits = text.strip_prefix('+').unwrap_or(text);
-    if digits.len() != text.len() && digits.starts_with(['+', '-']) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "y" | "on" | "1" => Some(true),
-        "false" | "no" | "n" | "off" | "0" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_choice(text: &str, names: &'static [&'static str]) -> Option<&'static str> {
-    names.iter().copied().find(|n| n.eq_ignore_ascii_case(text))
-}
-
-/// An AWS region name: lower-case letters, digits and dashes, starting with a letter.
-pub(crate) fn is_region(text: &str) -> bool {
-    text.len() <= 64
-        && text.starts_with(|c: char| c.is_ascii_lowercase())
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// An `http://` or `https://` URL with a host and no whitespace.
-pub(crate) fn is_http_url(text: &str) -> bool {
-    let rest = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
-    match rest {
-        Some(rest) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            !host.is_empty() && !host.starts_with(':') && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+    /// Refuses what this version of multilangd cannot run although the file is valid (every
+    /// check of [`unsupported::UNSUPPORTED`]). `multilangd validate` and [`crate::run`] both
+    /// call it, so they refuse the same files.
+    ///
+    /// # Errors
+    /// [`ConfigError::Unsupported`] naming the file, line and key of each refusal.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        let problems = unsupported::refusals(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Unsupported { path: self.source.clone(), problems })
         }
-        None => false,
-    }
-}
-
-/// `arn:aws[^:]*:kinesis:<region>:<12 digits>:stream/<name>`; returns the stream name.
-fn stream_arn_name(text: &str) -> Option<&str> {
-    let parts: Vec<&str> = text.splitn(6, ':').collect();
-    let ["arn", partition, "kinesis", region, account, resource] = parts.as_slice() else {
-        return None;
-    };
-    let name = resource.strip_prefix("stream/")?;
-    let name_ok =
-        (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    (partition.starts_with("aws")
-        && is_region(region)
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && name_ok)
-        .then_some(name)
-}
-
-/// `<stream ARN>/consumer/<name>:<creation timestamp>`.
-fn is_consumer_arn(text: &str) -> bool {
-    let Some((stream, consumer)) = text.split_once("/consumer/") else {
-        return false;
-    };
-    let Some((name, timestamp)) = consumer.rsplit_once(':') else {
-        return false;
-    };
-    stream_arn_name(stream).is_some()
-        && !name.is_empty()
-        && !timestamp.is_empty()
-        && timestamp.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// ISO-8601 duration as `java.time.Duration.parse` accepts it (days, hours, minutes, seconds;
-/// no negative values).
-fn is_iso_duration(text: &str) -> bool {
-    let upper = text.to_ascii_uppercase();
-    let Some(rest) = upper.strip_prefix('P') else {
-        return false;
-    };
-    let (date, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, Some(t)),
-        None => (rest, None),
-    };
-    let units_ok = |s: &str, units: &[char], allow_fraction_last: bool| -> Option<usize> {
-        let mut count = 0;
-        let mut number = String::new();
-        let mut next_unit = 0;
-        for c in s.chars() {
-            if c.is_ascii_digit() || (allow_fraction_last && c == '.') {
-                number.push(c);
-                continue;
-            }
-            let pos = units[next_unit..].iter().position(|&u| u == c)? + next_unit;
-            if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-                return None;
-            }
-            if number.contains('.') && c != 'S' {
-                return None;
-            }
-            number.clear();
-            next_unit = pos + 1;
-            count += 1;
-        }
-        number.is_empty().then_some(count)
-    };
-    let Some(date_units) = units_ok(date, &['D'], false) else {
-        return false;
-    };
-    match time {
-        None => date_units > 0,
-        Some(t) => units_ok(t, &['H', 'M', 'S'], true).is_some_and(|n| n > 0),
-    }
-}
-
-fn is_tags(text: &str) -> bool {
-    text.split(',').all(|pair| {
-        let mut kv = pair.splitn(2, '=');
-        matches!((kv.next(), kv.next()), (Some(k), Some(v)) if !k.trim().is_empty() && !v.contains('='))
-    })
-}
-
-/// Whether `text` is acceptable for `ty` (used for keys that are validated but not used).
-fn valid_for(ty: ValueType, text: &str) -> bool {
-    match ty {
-        ValueType::Text | ValueType::Command | ValueType::List => true,
-        ValueType::Int { min, max } => parse_int(text).is_some_and(|v| (min..=max).contains(&v)),
-        ValueType::Millis { min } => parse_int(text).is_some_and(|v| v >= min),
-        ValueType::EpochSeconds => parse_int(text).is_some_and(|v| (0..=i64::MAX / 1000).contains(&v)),
-        ValueType::Bool => parse_bool(text).is_some(),
-        ValueType::Enum(names) => parse_choice(text, names).is_some(),
-        ValueType::StreamArn => stream_arn_name(text).is_some(),
-        ValueType::ConsumerArn => is_consumer_arn(text),
-        ValueType::Url => is_http_url(text),
-        ValueType::Region => is_region(text),
-        ValueType::Credentials => CredentialsSpec::parse(text).is_ok(),
-        ValueType::IsoDuration => is_iso_duration(text),
-        ValueType::Tags => is_tags(text),
-        ValueType::Decimal => text.parse::<f64>().is_ok_and(|v| v.is_finite() && v >= 0.0),
-    }
-}
-
-fn spec(key: &'static str) -> &'static KeySpec {
-    keys::lookup(key).unwrap_or_else(|| panic!("invariant: `{key}` is in keys::KEYS"))
-}
-
-fn millis(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-fn to_u32(v: i64) -> u32 {
-    u32::try_from(v.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX)
-}
-
-impl Builder {
-    fn new(path: &Path, problems: Vec<Problem>) -> Self {
-        Self {
-            path: path.to_owned(),
-            values: HashMap::new(),
-            problems,
-            warnings: Vec::new(),
-            resolved: Vec::new(),
-            consumed: Vec::new(),
-        }
-    }
-
-    fn warn(&mut self, line: Option<usize>, key: Option<&str>, message: impl Into<String>) {
-        self.warnings.push(Warning {
-            path: self.path.clone(),
-            line,
-            key: key.map(str::to_owned),
-            message: message.into(),
-        });
-    }
-
-    fn problem(&mut self, line: Option<usize>, key: Option<&str>, message: impl Into<String>) {
-        self.problems.push(Problem { line, key: key.map(str::to_owned), message: message.into() });
-    }
-
-    /// Files every entry under its canonical key; unknown keys and duplicates are warnings.
-    fn ingest(&mut self, entries: Vec<Entry>) {
-        for entry in entries {
-            if entry.key.is_empty() {
-                self.warn(
-                    Some(entry.line),
-                    None,
-                    format!("entry without a key ignored (value `{}`)", entry.value.trim()),
-                );
-                continue;
-            }
-            let Some(spec) = keys::canonical(&entry.key) else {
-                let hint = keys::suggest(&entry.key)
-                    .map(|s| format!(" (did you mean `{s}`? keys are case-sensitive)"))
-                    .unwrap_or_default();
-                self.warn(Some(entry.line), Some(&entry.key), format!("unknown key ignored{hint}"));
-                continue;
-            };
-            let value = Value { written: entry.key, text: entry.value.trim().to_owned(), line: entry.line };
-            if let Some(old) = self.values.insert(spec.name, value.clone()) {
-                let message = if old.written == value.written {
-                    format!("set again; this value wins over line {}", old.line)
-                } else {
-                    format!("sets the same key as `{}` on line {}; this later value wins", old.written, old.line)
-                };
-                self.warn(Some(value.line), Some(&value.written), message);
-            }
-        }
-    }
-
-    /// Whether a key is set to a non-empty value.
-    fn is_set(&self, key: &str) -> bool {
-        self.values.get(key).is_some_and(|v| !v.text.is_empty())
-    }
-
-    /// The trimmed value of a key, marking it consumed. An empty value counts as not set
-    /// (with a warning).
-    fn raw(&mut self, key: &'static str) -> Option<Value> {
-        self.consumed.push(key);
-        let value = self.values.get(key)?.clone();
-        if value.text.is_empty() {
-            self.warn(Some(value.line), Some(&value.written), "empty value; treated as not set");
-            return None;
-        }
-        Some(value)
-    }
-
-    fn invalid(&mut self, value: &Value, expected: impl fmt::Display) {
-        self.problem(
-            Some(value.line),
-            Some(&value.written),
-            format!("invalid value `{}`: expected {expected}", value.text),
-        );
-    }
-
-    fn record(&mut self, key: &'static str, value: impl fmt::Display, origin: Origin) {
-        self.resolved.push(Resolved { key, value: value.to_string(), origin });
-    }
-
-    /// Reads a key with `parse`; a failure is a problem naming the accepted values.
-    fn parsed<T>(&mut self, key: &'static str, parse: impl FnOnce(&str) -> Option<T>) -> Option<(T, usize)> {
-        let value = self.raw(key)?;
-        match parse(&value.text) {
-            Some(v) => Some((v, value.line)),
-            None => {
-                self.invalid(&value, spec(key).ty.accepted());
-                None
-            }
-        }
-    }
-
-    fn int(&mut self, key: &'static str) -> Option<(i64, usize)> {
-        let ty = spec(key).ty;
-        self.parsed(key, |t| parse_int(t).filter(|&v| valid_for(ty, &v.to_string())))
-    }
-
-    fn boolean(&mut self, key: &'static str) -> Option<(bool, usize)> {
-        self.parsed(key, parse_bool)
-    }
-
-    fn choice(&mut self, key: &'static str) -> Option<(&'static str, usize)> {
-        let ValueType::Enum(names) = spec(key).ty else {
-            return None;
-        };
-        self.parsed(key, |t| parse_choice(t, names))
-    }
-
-    fn text(&mut self, key: &'static str) -> Option<(String, usize)> {
-        self.raw(key).map(|v| (v.text, v.line))
-    }
-
-    fn checked(&mut self, key: &'static str) -> Option<(String, usize)> {
-        let ty = spec(key).ty;
-        self.parsed(key, |t| valid_for(ty, t).then(|| t.to_owned()))
-    }
-
-    /// Records and returns a value or its default.
-    fn or_default<T: fmt::Display>(&mut self, key: &'static str, got: Option<(T, usize)>, default: T) -> T {
-        match got {
-            Some((v, line)) => {
-                self.record(key, &v, Origin::Line(line));
-                v
-            }
-            None => {
-                self.record(key, &default, Origin::Default);
-                default
-            }
-        }
-    }
-
-    fn int_or(&mut self, key: &'static str, default: i64) -> i64 {
-        let got = self.int(key);
-        self.or_default(key, got, default)
-    }
-
-    fn u32_or(&mut self, key: &'static str, default: u32) -> u32 {
-        to_u32(self.int_or(key, i64::from(default)))
-    }
-
-    fn millis_or(&mut self, key: &'static str, default: u64) -> Duration {
-        let default = i64::try_from(default).unwrap_or(i64::MAX);
-        millis(self.int_or(key, default))
-    }
-
-    fn bool_or(&mut self, key: &'static str, default: bool) -> bool {
-        let got = self.boolean(key);
-        self.or_default(key, got, default)
-    }
-
-    fn optional<T: fmt::Display>(&mut self, key: &'static str, got: Option<(T, usize)>) -> Option<T> {
-        match got {
-            Some((v, line)) => {
-                self.record(key, &v, Origin::Line(line));
-                Some(v)
-            }
-            None => {
-                self.record(key, "(none)", Origin::Default);
-                None
-            }
-        }
-    }
-
-    fn required(&mut self, key: &'static str, example: &str) -> Option<(String, usize)> {
-        let got = self.text(key);
-        if got.is_none() {
-            self.problem(None, Some(key), format!("required key is missing or empty, e.g. `{key} = {example}`"));
-        }
-        got
-    }
-
-    fn credentials(&mut self, key: &'static str) -> Option<(CredentialsSpec, usize)> {
-        let value = self.raw(key)?;
-        match CredentialsSpec::parse(&value.text) {
-            Ok((spec, warnings)) => {
-                for w in warnings {
-                    self.warn(Some(value.line), Some(&value.written), w);
-                }
-                if spec.providers.contains(&ProviderSpec::SystemProperties) {
-                    self.warn(
-                        Some(value.line),
-                        Some(&value.written),
-                        "there are no JVM system properties: the system-properties provider reads \
-                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the environment",
-                    );
-                }
-                Some((spec, value.line))
-            }
-            Err(e) => {
-                self.problem(Some(value.line), Some(&value.written), format!("invalid value `{}`: {e}", value.text));
-                None
-            }
-        }
-    }
-
-    /// Two keys for one setting: the specific one wins (with a warning when they differ).
-    fn either(&mut self, specific: &'static str, general: &'static str) -> Option<(String, usize, &'static str)> {
-        let s = self.checked(specific);
-        let g = self.checked(general);
-        match (s, g) {
-            (Some((sv, sl)), Some((gv, gl))) => {
-                if sv != gv {
-                    self.warn(Some(gl), Some(general), format!("overridden by `{specific}` on line {sl}"));
-                }
-                Some((sv, sl, specific))
-            }
-            (Some((v, l)), None) => Some((v, l, specific)),
-            (None, Some((v, l))) => Some((v, l, general)),
-            (None, None) => None,
-        }
-    }
-
-    fn record_either(&mut self, key: &'static str, got: &Option<(String, usize, &'static str)>) {
-        match got {
-            Some((v, line, _)) => self.record(key, v, Origin::Line(*line)),
-            None => self.record(key, "(none)", Origin::Default),
-        }
-    }
-
-    fn build(mut self, entries: Vec<Entry>) -> Result<Loaded, ConfigError> {
-        self.ingest(entries);
-
-        // ---- Daemon and identity
-        let executable = self.required("executableName", "sample_kclpy_app.py").and_then(|(raw, line)| {
-            let mut tokens = raw.split(' ').filter(|t| !t.is_empty()).map(str::to_owned);
-            let program = tokens.next()?;
-            self.record("executableName", &raw, Origin::Line(line));
-            Some(Executable { program, args: tokens.collect(), raw })
-        });
-        let processing_language = self.text("processingLanguage");
-        let processing_language = self.optional("processingLanguage", processing_language);
-        let max_active_threads = self.int("maxActiveThreads");
-        let max_active_threads = match max_active_threads {
-            Some((v, line)) => {
-                self.record("maxActiveThreads", v, Origin::Line(line));
-                (v > 0).then(|| to_u32(v))
-            }
-            None => {
-                self.record("maxActiveThreads", "0 (no limit)", Origin::Default);
-                None
-            }
-        };
-        let application_name = self.required("applicationName", "my-kcl-app");
-        if let Some((name, line)) = &application_name {
-            self.record("applicationName", name.clone(), Origin::Line(*line));
-        }
-
-        let stream_arn = self.checked("streamArn");
-        let stream_name_key = self.text("streamName");
-        let stream_name = match (&stream_arn, &stream_name_key) {
-            (Some((arn, line)), named) => {
-                let from_arn = stream_arn_name(arn).unwrap_or_default().to_owned();
-                if let Some((name, name_line)) = named {
-                    if *name != from_arn {
-                        self.warn(
-                            Some(*name_line),
-                            Some("streamName"),
-                            format!(
-                                "`{name}` is overridden by the stream name `{from_arn}` of streamArn (line {line})"
-                            ),
-                        );
-                    }
-                }
-                self.record("streamArn", arn, Origin::Line(*line));
-                self.record("streamName", &from_arn, Origin::Derived("from streamArn"));
-                Some(from_arn)
-            }
-            (None, Some((name, line))) => {
-                self.record("streamArn", "(none)", Origin::Default);
-                self.record("streamName", name, Origin::Line(*line));
-                Some(name.clone())
-            }
-            (None, None) => {
-                // A present-but-invalid streamArn has already been reported.
-                if !self.is_set("streamArn") {
-                    self.problem(
-                        None,
-                        Some("streamName"),
-                        "required key is missing or empty: set `streamName = <stream>` or \
-                         `streamArn = arn:aws:kinesis:<region>:<account>:stream/<stream>`",
-                    );
-                }
-                None
-            }
-        };
-        let table_name = match self.text("tableName") {
-            Some((t, line)) => {
-                self.record("tableName", &t, Origin::Line(line));
-                t
-            }
-            None => {
-                let t = application_name.as_ref().map(|a| a.0.clone()).unwrap_or_default();
-                self.record("tableName", &t, Origin::Derived("= applicationName"));
-                t
-            }
-        };
-        let worker_id = self.text("workerId");
-        let worker_identifier = self.text("workerIdentifier");
-        let worker_id = match (worker_id, worker_identifier) {
-            (Some((id, line)), other) => {
-                if let Some((other, other_line)) = other {
-                    if other != id {
-                        self.warn(
-                            Some(other_line),
-                            Some("workerIdentifier"),
-                            format!("overridden by `workerId` on line {line}"),
-                        );
-                    }
-                }
-                self.record("workerId", &id, Origin::Line(line));
-                Some(id)
-            }
-            (None, Some((id, line))) => {
-                self.record("workerId", &id, Origin::Line(line));
-                Some(id)
-            }
-            (None, None) => {
-                self.record("workerId", "(generated at startup)", Origin::Default);
-                None
-            }
-        };
-        let timeout = match self.int("timeoutInSeconds") {
-            Some((secs, line)) if secs > 0 => {
-                self.record("timeoutInSeconds", secs, Origin::Line(line));
-                Some(Duration::from_secs(secs.unsigned_abs()))
-            }
-            Some((secs, line)) => {
-                self.warn(
-                    Some(line),
-                    Some("timeoutInSeconds"),
-                    format!("{secs} disables the timeout (the Java daemon would halt at once)"),
-                );
-                self.record("timeoutInSeconds", "(none)", Origin::Line(line));
-                None
-            }
-            None => {
-                self.record("timeoutInSeconds", "(none)", Origin::Default);
-                None
-            }
-        };
-        let shutdown_grace =
-            self.millis_or("shutdownGraceMillis", u64::try_from(DEFAULT_SHUTDOWN_GRACE.as_millis()).unwrap_or(20_000));
-
-        // ---- Credentials, region, endpoints
-        let credentials = self.credentials(keys::CREDENTIALS);
-        match &credentials {
-            Some((c, line)) => self.record(keys::CREDENTIALS, &c.raw, Origin::Line(*line)),
-            // A present but invalid value has already been reported.
-            None if !self.is_set(keys::CREDENTIALS) => {
-                self.problem(
-                    None,
-                    Some(keys::CREDENTIALS),
-                    "required key is missing or empty, e.g. `AWSCredentialsProvider = DefaultCredentialsProvider` \
-                     (any case of the AWSCredentialsProvider prefix is accepted)",
-                );
-            }
-            None => {}
-        }
-        let credentials_dynamodb = self.credentials(keys::CREDENTIALS_DYNAMODB);
-        let credentials_dynamodb = credentials_dynamodb.map(|(c, line)| {
-            self.record(keys::CREDENTIALS_DYNAMODB, &c.raw, Origin::Line(line));
-            c
-        });
-        if credentials_dynamodb.is_none() {
-            self.record(keys::CREDENTIALS_DYNAMODB, "(as AWSCredentialsProvider)", Origin::Default);
-        }
-        let credentials_cloudwatch = self.credentials(keys::CREDENTIALS_CLOUDWATCH).map(|(c, _)| c);
-
-        let region = self.checked("regionName");
-        let region = self.optional("regionName", region);
-        let kinesis_region = self.checked("kinesisClient.region");
-        let kinesis_region = self.optional("kinesisClient.region", kinesis_region);
-        let dynamodb_region = self.checked("dynamoDbClient.region");
-        let dynamodb_region = self.optional("dynamoDbClient.region", dynamodb_region);
-        let cloudwatch_region = self.checked("cloudWatchClient.region").map(|(v, _)| v);
-        let kinesis_endpoint = self.either("kinesisClient.endpointOverride", "kinesisEndpoint");
-        self.record_either("kinesisEndpoint", &kinesis_endpoint);
-        let dynamodb_endpoint = self.either("dynamoDbClient.endpointOverride", "dynamoDBEndpoint");
-        self.record_either("dynamoDBEndpoint", &dynamodb_endpoint);
-        let cloudwatch_endpoint = self.either("cloudWatchClient.endpointOverride", "cloudWatchEndpoint");
-
-        // ---- Stream position and retrieval
-        let extended = self.parsed("initialPositionInStreamExtended", |t| {
-            parse_int(t).filter(|&v| valid_for(ValueType::EpochSeconds, &v.to_string()))
-        });
-        let position = self.raw("initialPositionInStream");
-        let initial_position = match (extended, position) {
-            (Some((secs, line)), position) => {
-                if let Some(p) = position {
-                    if !p.text.eq_ignore_ascii_case("AT_TIMESTAMP") {
-                        self.warn(
-                            Some(p.line),
-                            Some("initialPositionInStream"),
-                            format!(
-                                "overridden by initialPositionInStreamExtended (line {line}): starting AT_TIMESTAMP"
-                            ),
-                        );
-                    }
-                }
-                self.record("initialPositionInStream", format!("AT_TIMESTAMP {secs}"), Origin::Line(line));
-                InitialPosition::AtTimestamp { epoch_millis: secs.saturating_mul(1000) }
-            }
-            (None, Some(p)) if p.text.eq_ignore_ascii_case("AT_TIMESTAMP") => {
-                self.problem(
-                    Some(p.line),
-                    Some(&p.written),
-                    "AT_TIMESTAMP needs a time: remove this key and set \
-                     `initialPositionInStreamExtended = <epoch seconds>` instead",
-                );
-                InitialPosition::Latest
-            }
-            (None, Some(p)) => {
-                let ValueType::Enum(names) = spec("initialPositionInStream").ty else {
-                    unreachable!("invariant: initialPositionInStream is an enum")
-                };
-                match parse_choice(&p.text, names) {
-                    Some(name) => {
-                        self.record("initialPositionInStream", name, Origin::Line(p.line));
-                        if name == "TRIM_HORIZON" {
-                            InitialPosition::TrimHorizon
-                        } else {
-                            InitialPosition::Latest
-                        }
-                    }
-                    None => {
-                        self.invalid(&p, "one of TRIM_HORIZON, LATEST (any case); for AT_TIMESTAMP set initialPositionInStreamExtended");
-                        InitialPosition::Latest
-                    }
-                }
-            }
-            (None, None) => {
-                self.record("initialPositionInStream", "LATEST", Origin::Default);
-                InitialPosition::Latest
-            }
-        };
-
-        let polling_set: Vec<&'static str> = keys::POLLING_KEYS.iter().copied().filter(|k| self.is_set(k)).collect();
-        let fanout_set: Vec<&'static str> =
-            keys::KEYS.iter().map(|k| k.name).filter(|k| k.starts_with("fanoutConfig.") && self.is_set(k)).collect();
-        let mode = self.choice("retrievalMode");
-        let retrieval_mode = match mode {
-            Some(("FANOUT", line)) => {
-                if !polling_set.is_empty() {
-                    self.warn(
-                        Some(line),
-                        Some("retrievalMode"),
-                        format!("FANOUT ignores the polling keys {}", polling_set.join(", ")),
-                    );
-                }
-                self.record("retrievalMode", "FANOUT", Origin::Line(line));
-                RetrievalMode::FanOut
-            }
-            Some(("POLLING", line)) => {
-                self.record("retrievalMode", "POLLING", Origin::Line(line));
-                RetrievalMode::Polling
-            }
-            _ if !polling_set.is_empty() => {
-                self.record("retrievalMode", "POLLING", Origin::Derived("DEFAULT, and a polling key is set"));
-                RetrievalMode::Polling
-            }
-            _ => {
-                self.record("retrievalMode", "FANOUT", Origin::Derived("DEFAULT, and no polling key is set"));
-                RetrievalMode::FanOut
-            }
-        };
-        if retrieval_mode == RetrievalMode::Polling && !fanout_set.is_empty() {
-            let line = fanout_set.iter().filter_map(|k| self.values.get(*k).map(|v| v.line)).min();
-            self.warn(line, None, format!("POLLING ignores the fan-out keys {}", fanout_set.join(", ")));
-        }
-
-        let polling = PollingConfig {
-            max_records: self.u32_or("maxRecords", 10_000),
-            idle_time_between_reads: self.millis_or("idleTimeBetweenReadsInMillis", 1500),
-            retry_get_records: {
-                let got = self.int("retryGetRecordsInSeconds");
-                self.optional("retryGetRecordsInSeconds", got).map(|s| Duration::from_secs(s.unsigned_abs()))
-            },
-            max_get_records_thread_pool: self.int("maxGetRecordsThreadPool").map(|(v, _)| to_u32(v)),
-            millis_behind_latest_threshold_for_reduced_tps: {
-                let got = self.int("millisBehindLatestThresholdForReducedTps");
-                self.optional("millisBehindLatestThresholdForReducedTps", got).filter(|&ms| ms > 0).map(millis)
-            },
-        };
-        let fan_out = FanOutConfig {
-            consumer_arn: {
-                let got = self.checked("fanoutConfig.consumerArn");
-                self.optional("fanoutConfig.consumerArn", got)
-            },
-            consumer_name: match self.text("fanoutConfig.consumerName") {
-                Some((name, line)) => {
-                    self.record("fanoutConfig.consumerName", &name, Origin::Line(line));
-                    name
-                }
-                None => {
-                    let name = application_name.as_ref().map(|a| a.0.clone()).unwrap_or_default();
-                    self.record("fanoutConfig.consumerName", &name, Origin::Derived("= applicationName"));
-                    name
-                }
-            },
-            max_describe_stream_summary_retries: self.u32_or("fanoutConfig.maxDescribeStreamSummaryRetries", 10),
-            max_describe_stream_consumer_retries: self.u32_or("fanoutConfig.maxDescribeStreamConsumerRetries", 10),
-            register_stream_consumer_retries: self.u32_or("fanoutConfig.registerStreamConsumerRetries", 10),
-            retry_backoff: self.millis_or("fanoutConfig.retryBackoffMillis", 1000),
-        };
-        let call_process_records_even_for_empty_record_list =
-            self.bool_or("callProcessRecordsEvenForEmptyRecordList", false);
-
-        // ---- Leases
-        let failover_time = self.millis_or("failoverTimeMillis", 10_000);
-        let shard_sync_interval = self.millis_or("shardSyncIntervalMillis", 60_000);
-        let cleanup_leases_upon_shard_completion = self.bool_or("cleanupLeasesUponShardCompletion", true);
-        let ignore_unexpected_child_shards = self.bool_or("ignoreUnexpectedChildShards", false);
-        let max_leases_for_worker = self.u32_or("maxLeasesForWorker", i32::MAX.unsigned_abs());
-        let max_leases_to_steal_at_one_time = self.u32_or("maxLeasesToStealAtOneTime", 1);
-        let initial_lease_table_read_capacity =
-            self.int("initialLeaseTableReadCapacity").map_or(10, |(v, _)| to_u32(v));
-        let initial_lease_table_write_capacity =
-            self.int("initialLeaseTableWriteCapacity").map_or(10, |(v, _)| to_u32(v));
-        let max_lease_renewal_threads = self.u32_or("maxLeaseRenewalThreads", 20);
-        let list_shards_backoff = self.millis_or("listShardsBackoffTimeInMillis", 1500);
-        let max_list_shards_retry_attempts = self.u32_or("maxListShardsRetryAttempts", 50);
-        let parent_shard_poll_interval = self.millis_or("parentShardPollIntervalMillis", 10_000);
-        let skip_shard_sync_at_worker_initialization_if_leases_exist =
-            self.bool_or("skipShardSyncAtWorkerInitializationIfLeasesExist", false);
-        let scheduler_initialization_backoff = self.millis_or("schedulerInitializationBackoffTimeMillis", 1000);
-        let task_backoff = self.millis_or("taskBackoffTimeMillis", 500);
-        let log_warning_for_task_after = {
-            let got = self.int("logWarningForTaskAfterMillis");
-            self.optional("logWarningForTaskAfterMillis", got).map(millis)
-        };
-        let enable_priority_lease_assignment = self.bool_or("enablePriorityLeaseAssignment", true);
-        let lease_table_deletion_protection_enabled = self.bool_or("leaseTableDeletionProtectionEnabled", false);
-        let lease_table_pitr_enabled = self.bool_or("leaseTablePitrEnabled", false);
-
-        // ---- Metrics (validated; not used)
-        let metrics_level = match self.choice("metricsLevel") {
-            Some(("NONE", _)) => MetricsLevel::None,
-            Some(("SUMMARY", _)) => MetricsLevel::Summary,
-            _ => MetricsLevel::Detailed,
-        };
-        let metrics_enabled_dimensions = self
-            .text("metricsEnabledDimensions")
-            .map(|(t, _)| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_else(|| vec!["ALL".to_owned()]);
-        let metrics_buffer_time =
-            self.int("metricsBufferTimeMillis").map_or(Duration::from_millis(10_000), |(v, _)| millis(v));
-        let metrics_max_queue_size = self.int("metricsMaxQueueSize").map_or(10_000, |(v, _)| to_u32(v));
-        let client_version_config = self.choice("clientVersionConfig").map(|(v, _)| match v {
-            "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X" => ClientVersionConfig::CompatibleWith2x,
-            "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1" => ClientVersionConfig::CompatibleWith2xPhase1,
-            _ => ClientVersionConfig::V3x,
-        });
-
-        // ---- Everything else that is set: validate, report rejected and unused keys.
-        let mut present: Vec<(&'static str, Value)> = self.values.iter().map(|(k, v)| (*k, v.clone())).collect();
-        present.sort_by_key(|(_, v)| v.line);
-        let mut unused_keys = Vec::new();
-        for (key, value) in present {
-            let spec = spec(key);
-            match spec.usage {
-                Usage::Used => {}
-                Usage::Rejected(why) => {
-                    self.problem(Some(value.line), Some(&value.written), format!("not supported: {why}"));
-                    continue;
-                }
-                Usage::NotUsed(why) => {
-                    if !value.text.is_empty() {
-                        self.warn(Some(value.line), Some(&value.written), format!("accepted but has no effect: {why}"));
-                        unused_keys.push((value.written.clone(), value.line));
-                    }
-                }
-            }
-            if !self.consumed.contains(&key) && !value.text.is_empty() && !valid_for(spec.ty, &value.text) {
-                self.invalid(&value, spec.ty.accepted());
-            }
-        }
-
-        self.problems.sort_by_key(|p| (p.line.is_none(), p.line));
-        self.warnings.sort_by_key(|w| (w.line.is_none(), w.line));
-        let (Some(executable), Some((application_name, _)), Some(stream_name), Some((credentials, _)), true) =
-            (executable, application_name, stream_name, credentials, self.problems.is_empty())
-        else {
-            return Err(ConfigError::Invalid { path: self.path, problems: self.problems });
-        };
-
-        let config = Config {
-            source: self.path.clone(),
-            executable,
-            processing_language,
-            max_active_threads,
-            application_name,
-            stream_name,
-            stream_arn: stream_arn.map(|(a, _)| a),
-            table_name,
-            worker_id,
-            timeout,
-            shutdown_grace,
-            credentials,
-            credentials_dynamodb,
-            credentials_cloudwatch,
-            region,
-            kinesis_endpoint: kinesis_endpoint.map(|(v, _, _)| v),
-            dynamodb_endpoint: dynamodb_endpoint.map(|(v, _, _)| v),
-            cloudwatch_endpoint: cloudwatch_endpoint.map(|(v, _, _)| v),
-            kinesis_region,
-            dynamodb_region,
-            cloudwatch_region,
-            initial_position,
-            retrieval_mode,
-            polling,
-            fan_out,
-            call_process_records_even_for_empty_record_list,
-            failover_time,
-            shard_sync_interval,
-            cleanup_leases_upon_shard_completion,
-            ignore_unexpected_child_shards,
-            max_leases_for_worker,
-            max_leases_to_steal_at_one_time,
-            initial_lease_table_read_capacity,
-            initial_lease_table_write_capacity,
-            max_lease_renewal_threads,
-            list_shards_backoff,
-            max_list_shards_retry_attempts,
-            parent_shard_poll_interval,
-            skip_shard_sync_at_worker_initialization_if_leases_exist,
-            scheduler_initialization_backoff,
-            task_backoff,
-            log_warning_for_task_after,
-            enable_priority_lease_assignment,
-            lease_table_deletion_protection_enabled,
-            lease_table_pitr_enabled,
-            metrics_level,
-            metrics_enabled_dimensions,
-            metrics_buffer_time,
-            metrics_max_queue_size,
-            client_version_config,
-            unused_keys,
-        };
-        let order: BTreeMap<&str, usize> = keys::KEYS.iter().enumerate().map(|(i, k)| (k.name, i)).collect();
-        self.resolved.sort_by_key(|r| order.get(r.key).copied().unwrap_or(usize::MAX));
-        Ok(Loaded { config, warnings: self.warnings, resolved: self.resolved })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::keys::Usage;
+    use super::values::{is_consumer_arn, is_http_url, is_iso_duration, is_region, parse_int};
     use super::*;
 
     const MINIMAL: &str = "executableName = python3 app.py --flag\n\
@@ -1262,6 +492,25 @@ mod tests {
         assert_eq!(origin("applicationName"), Some(Origin::Line(2)));
         assert_eq!(origin("failoverTimeMillis"), Some(Origin::Default));
         assert_eq!(origin("tableName"), Some(Origin::Derived("= applicationName")));
+    }
+
+    /// The `validate` report shows the key table's defaults and derivation rules, nothing else.
+    #[test]
+    fn reported_defaults_are_the_key_tables() {
+        let loaded = with("").unwrap();
+        let mut defaults = 0;
+        for r in &loaded.resolved {
+            let table = keys::lookup(r.key).unwrap().default;
+            match (&r.origin, table) {
+                (Origin::Default, _) => {
+                    defaults += 1;
+                    assert_eq!(r.value, table.to_string(), "{}", r.key);
+                }
+                (Origin::Derived(how), keys::KeyDefault::Derived(rule)) => assert_eq!(*how, rule, "{}", r.key),
+                _ => {}
+            }
+        }
+        assert!(defaults > 30, "{defaults}");
     }
 
     #[test]

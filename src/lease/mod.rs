@@ -12,9 +12,12 @@
 //! Writes are attribute-level updates only, so attributes written by other KCL versions
 //! (`throughputKBps`, `checkpointOwner`, `entityType`, future ones) survive.
 
+pub mod assignment;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod dynamodb;
 pub mod leader;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod renewer;
 pub mod taker;
@@ -23,16 +26,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
+pub use crate::model::HashKeyRange;
 use crate::sequence::ExtendedSequenceNumber;
-
-/// The inclusive 128-bit hash-key range of a shard, as decimal strings (the table format).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HashKeyRange {
-    /// `startingHashKey`.
-    pub starting: String,
-    /// `endingHashKey`.
-    pub ending: String,
-}
 
 /// One lease item (KCL 2.x format; 3.x-only attributes are kept where the protocol needs them).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 
 use super::{Lease, LeaseError, LeaseStore};
 use crate::config::Config;
-use crate::protocol::CheckpointError;
+pub use crate::model::CheckpointFailure;
 use crate::sequence::ExtendedSequenceNumber;
 
 /// Java's `epsilonMillis`: slack subtracted from the renewal period.
@@ -115,44 +115,6 @@ pub struct HeldLease {
     pub last_renewed: Instant,
 }
 
-/// Why a checkpoint through the renewer failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointFailure {
-    /// This worker no longer holds the lease (or the token is from an earlier tenure).
-    #[error("lease {key} is not held by this worker")]
-    LeaseLost {
-        /// The lease key.
-        key: String,
-    },
-    /// The lease table throttled the write; the lease is still held.
-    #[error("lease table throttled the checkpoint of {key}")]
-    Throttled {
-        /// The lease key.
-        key: String,
-    },
-    /// Any other failure; the lease is still held.
-    #[error("checkpoint of {key} failed: {message}")]
-    Dependency {
-        /// The lease key.
-        key: String,
-        /// The underlying error.
-        message: String,
-    },
-}
-
-impl From<CheckpointFailure> for CheckpointError {
-    /// Lost → `ShutdownException`, throttled → `ThrottlingException`, other →
-    /// `KinesisClientLibDependencyException`.
-    fn from(failure: CheckpointFailure) -> Self {
-        let message = failure.to_string();
-        match failure {
-            CheckpointFailure::LeaseLost { .. } => Self::Shutdown(message),
-            CheckpointFailure::Throttled { .. } => Self::Throttling(message),
-            CheckpointFailure::Dependency { .. } => Self::Dependency(message),
-        }
-    }
-}
-
 /// What one renewal round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RenewRound {
@@ -207,6 +169,7 @@ struct Inner {
     worker_id: String,
     config: RenewerConfig,
     leases: Mutex<HashMap<String, Arc<Entry>>>,
+    last_round: Mutex<Option<(Instant, RenewRound)>>,
 }
 
 /// The held-lease set of one worker. Cheap to clone; clones share the set.
@@ -230,7 +193,13 @@ impl LeaseRenewer {
     #[must_use]
     pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, config: RenewerConfig) -> Self {
         Self {
-            inner: Arc::new(Inner { store, worker_id: worker_id.into(), config, leases: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                store,
+                worker_id: worker_id.into(),
+                config,
+                leases: Mutex::new(HashMap::new()),
+                last_round: Mutex::new(None),
+            }),
         }
     }
 
@@ -546,7 +515,14 @@ impl LeaseRenewer {
             }
         }
         round.lost.sort();
+        *self.inner.last_round.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), round.clone()));
         round
+    }
+
+    /// When the last renewal round finished and what it did (`None` before the first).
+    #[must_use]
+    pub fn last_round(&self) -> Option<(Instant, RenewRound)> {
+        self.inner.last_round.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Renews every `renew_interval` (first round at once) until `cancel` is cancelled.
@@ -583,23 +559,7 @@ impl LeaseRenewer {
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
                 let Ok(_permit) = permits.acquire_owned().await else { return false };
-                let _write = entry.write.lock().await;
-                let lease = entry.state().lease.clone();
-                entry.lost.cancel();
-                match store.release_lease(&lease).await {
-                    Ok(true) => {
-                        info!(lease = %lease.key, "released lease");
-                        true
-                    }
-                    Ok(false) => {
-                        debug!(lease = %lease.key, "lease changed before release; not released");
-                        false
-                    }
-                    Err(e) => {
-                        warn!(lease = %lease.key, error = %e, "could not release lease");
-                        false
-                    }
-                }
+                matches!(release_entry(store.as_ref(), &entry).await, Ok(true))
             });
         }
         let mut released = 0;
@@ -609,6 +569,38 @@ impl LeaseRenewer {
             }
         }
         released
+    }
+
+    /// Stops holding `key` and releases it in the table (owner removed, conditioned on the
+    /// counter) so its next owner can take it at once. Returns whether the release was
+    /// written; `Ok(false)` when the lease was not held or changed meanwhile.
+    ///
+    /// # Errors
+    /// When the table cannot be written (the lease then expires instead).
+    pub async fn release(&self, key: &str) -> Result<bool, LeaseError> {
+        let Some(entry) = self.leases().remove(key) else { return Ok(false) };
+        release_entry(self.inner.store.as_ref(), &entry).await
+    }
+}
+
+/// Ends the tenure of an entry already removed from the held set and releases its lease.
+async fn release_entry(store: &dyn LeaseStore, entry: &Entry) -> Result<bool, LeaseError> {
+    let _write = entry.write.lock().await;
+    let lease = entry.state().lease.clone();
+    entry.lost.cancel();
+    match store.release_lease(&lease).await {
+        Ok(true) => {
+            info!(lease = %lease.key, "released lease");
+            Ok(true)
+        }
+        Ok(false) => {
+            debug!(lease = %lease.key, "lease changed before release; not released");
+            Ok(false)
+        }
+        Err(e) => {
+            warn!(lease = %lease.key, error = %e, "could not release lease");
+            Err(e)
+        }
     }
 }
 
@@ -646,22 +638,6 @@ mod tests {
         assert_eq!(RenewerConfig::default().renew_interval(), Duration::from_millis(3308));
         let short = RenewerConfig { failover_time: Duration::from_millis(50), max_concurrent_renewals: 1 };
         assert_eq!(short.renew_interval(), Duration::from_millis(1));
-    }
-
-    #[test]
-    fn checkpoint_failures_map_to_the_java_exception_names() {
-        let key = || "s".to_owned();
-        let cases = [
-            (CheckpointFailure::LeaseLost { key: key() }, "ShutdownException"),
-            (CheckpointFailure::Throttled { key: key() }, "ThrottlingException"),
-            (
-                CheckpointFailure::Dependency { key: key(), message: "boom".into() },
-                "KinesisClientLibDependencyException",
-            ),
-        ];
-        for (failure, name) in cases {
-            assert_eq!(CheckpointError::from(failure).wire_name(), name);
-        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,7 +45,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::messages::{Action, CheckpointReply, ChildMessage};
 use super::CheckpointRequest;
-use crate::stream::Record;
+use crate::model::Record;
 
 /// Default limit for one line of child output; longer lines are discarded as noise.
 pub const MAX_CHILD_LINE_BYTES: usize = 1024 * 1024;

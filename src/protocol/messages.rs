@@ -74,8 +74,8 @@
 //! ## Everything else the child writes
 //! See [`super::codec`] ("Reading the child's output") for what is skipped as noise.
 
+use crate::model::Record;
 use crate::sequence::ExtendedSequenceNumber;
-use crate::stream::Record;
 
 use super::CheckpointRequest;
 

@@ -18,6 +18,8 @@ pub use session::{ProtocolError, ProtocolErrorKind, ProtocolSession};
 
 use async_trait::async_trait;
 
+pub use crate::model::CheckpointError;
+
 /// A checkpoint request exactly as the child sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRequest {
@@ -26,40 +28,6 @@ pub struct CheckpointRequest {
     pub sequence_number: Option<String>,
     /// `subSequenceNumber`: `None` when null, absent or `""`; floats are truncated.
     pub sub_sequence_number: Option<i64>,
-}
-
-/// Why a checkpoint failed; the child receives [`CheckpointError::wire_name`] in `error`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointError {
-    /// No checkpointer for the current action (`initialize`, `leaseLost`) or bad lease state.
-    #[error("InvalidStateException: {0}")]
-    InvalidState(String),
-    /// Malformed or out-of-range position.
-    #[error("IllegalArgumentException: {0}")]
-    IllegalArgument(String),
-    /// The lease is no longer held by this worker.
-    #[error("ShutdownException: {0}")]
-    Shutdown(String),
-    /// The lease table throttled the write.
-    #[error("ThrottlingException: {0}")]
-    Throttling(String),
-    /// Any other dependency failure.
-    #[error("KinesisClientLibDependencyException: {0}")]
-    Dependency(String),
-}
-
-impl CheckpointError {
-    /// The Java simple class name sent to the child in the reply's `error` field.
-    #[must_use]
-    pub fn wire_name(&self) -> &'static str {
-        match self {
-            Self::InvalidState(_) => "InvalidStateException",
-            Self::IllegalArgument(_) => "IllegalArgumentException",
-            Self::Shutdown(_) => "ShutdownException",
-            Self::Throttling(_) => "ThrottlingException",
-            Self::Dependency(_) => "KinesisClientLibDependencyException",
-        }
-    }
 }
 
 /// Serves the child's checkpoint requests during one action.

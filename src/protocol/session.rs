@@ -371,10 +371,10 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
 
     use super::*;
+    use crate::model::Record;
     use crate::protocol::codec::tests::NoiseStream;
     use crate::protocol::CheckpointRequest;
     use crate::sequence::SequenceNumber;
-    use crate::stream::Record;
 
     const SHARD: &str = "shardId-000000000003";
     const STATUS_INIT: &[u8] = b"{\"action\":\"status\",\"responseFor\":\"initialize\"}\n";

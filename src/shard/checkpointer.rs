@@ -14,22 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use crate::model::CheckpointFailure;
 use crate::protocol::{CheckpointError, CheckpointRequest, Checkpointer};
 use crate::sequence::{ExtendedSequenceNumber, Position};
-
-/// Why a checkpoint write failed, as the lease layer reports it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointWriteError {
-    /// This worker no longer holds the lease (condition failed, or stale tenure).
-    #[error("lease lost: {0}")]
-    LeaseLost(String),
-    /// The lease table throttled the write.
-    #[error("throttled: {0}")]
-    Throttled(String),
-    /// Any other failure.
-    #[error("{0}")]
-    Other(String),
-}
 
 /// Persists checkpoints for the leases this worker holds.
 #[async_trait]
@@ -39,7 +26,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
         &self,
         shard_id: &str,
         checkpoint: &ExtendedSequenceNumber,
-    ) -> Result<(), CheckpointWriteError>;
+    ) -> Result<(), CheckpointFailure>;
 }
 
 /// The checkpoint window of one shard consumer, shared by every action of its child.
@@ -151,9 +138,7 @@ impl Checkpointer for ShardCheckpointer {
                 self.last_checkpoint = target;
                 Ok(())
             }
-            Err(CheckpointWriteError::LeaseLost(m)) => Err(CheckpointError::Shutdown(m)),
-            Err(CheckpointWriteError::Throttled(m)) => Err(CheckpointError::Throttling(m)),
-            Err(CheckpointWriteError::Other(m)) => Err(CheckpointError::Dependency(m)),
+            Err(failure) => Err(failure.into()),
         }
     }
 }
@@ -168,7 +153,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         writes: Mutex<Vec<ExtendedSequenceNumber>>,
-        fail_with: Mutex<Option<CheckpointWriteError>>,
+        fail_with: Mutex<Option<CheckpointFailure>>,
     }
 
     #[async_trait]
@@ -177,7 +162,7 @@ mod tests {
             &self,
             _shard_id: &str,
             checkpoint: &ExtendedSequenceNumber,
-        ) -> Result<(), CheckpointWriteError> {
+        ) -> Result<(), CheckpointFailure> {
             if let Some(e) = self.fail_with.lock().unwrap().take() {
                 return Err(e);
             }
@@ -269,9 +254,12 @@ mod tests {
         let (store, mut cp) = setup();
         cp.delivered(esn("100", 0));
         for (failure, name) in [
-            (CheckpointWriteError::LeaseLost("x".into()), "ShutdownException"),
-            (CheckpointWriteError::Throttled("x".into()), "ThrottlingException"),
-            (CheckpointWriteError::Other("x".into()), "KinesisClientLibDependencyException"),
+            (CheckpointFailure::LeaseLost { key: "x".into() }, "ShutdownException"),
+            (CheckpointFailure::Throttled { key: "x".into() }, "ThrottlingException"),
+            (
+                CheckpointFailure::Dependency { key: "x".into(), message: "x".into() },
+                "KinesisClientLibDependencyException",
+            ),
         ] {
             *store.fail_with.lock().unwrap() = Some(failure);
             let err = cp.checkpoint(&req(None, None)).await.unwrap_err();

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -25,11 +26,23 @@ use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher}
 use crate::lease::{Lease, LeaseError, LeaseStore};
 use crate::protocol::messages::Action;
 use crate::sequence::{ExtendedSequenceNumber, Position};
+use crate::status::{ShardPhase, ShardStatus};
 use crate::stream::{ChildShard, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
 
-/// Live counters of one shard, shared with the scheduler for progress reports and metrics.
-#[derive(Debug, Default)]
+/// Live counters of one shard, shared with the scheduler for progress reports and the
+/// status snapshot ([`crate::status`]).
+#[derive(Debug)]
 pub struct ShardProgress {
+    /// The consumer's current state (the scheduler overrides it while backing off or ended).
+    pub phase: Mutex<Option<ShardPhase>>,
+    /// Record processors started (all tenures in this process).
+    pub child_starts: AtomicU64,
+    /// The sequence number of the last record delivered.
+    pub last_sequence_delivered: Mutex<Option<String>>,
+    /// Since when an action has been outstanding at the processor.
+    pub action_since: Mutex<Option<Instant>>,
+    /// When the processor last acknowledged a `processRecords`.
+    pub last_delivery: Mutex<Option<Instant>>,
     /// Records handed to the processor (all tenures in this process).
     pub records: AtomicU64,
     /// `processRecords` actions completed.
@@ -42,12 +55,67 @@ pub struct ShardProgress {
     pub checkpoint: Mutex<String>,
 }
 
-impl ShardProgress {
-    fn set_checkpoint(&self, checkpoint: &ExtendedSequenceNumber) {
-        if let Ok(mut slot) = self.checkpoint.lock() {
-            *slot = checkpoint.to_string();
+impl Default for ShardProgress {
+    fn default() -> Self {
+        Self {
+            phase: Mutex::default(),
+            child_starts: AtomicU64::default(),
+            last_sequence_delivered: Mutex::default(),
+            action_since: Mutex::default(),
+            last_delivery: Mutex::default(),
+            records: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            bytes: AtomicU64::default(),
+            millis_behind_latest: AtomicI64::new(-1),
+            checkpoint: Mutex::default(),
         }
     }
+}
+
+impl ShardProgress {
+    fn set_checkpoint(&self, checkpoint: &ExtendedSequenceNumber) {
+        *lock(&self.checkpoint) = checkpoint.to_string();
+    }
+
+    fn set_phase(&self, phase: ShardPhase) {
+        *lock(&self.phase) = Some(phase);
+    }
+
+    fn set_action_since(&self, since: Option<Instant>) {
+        *lock(&self.action_since) = since;
+    }
+
+    /// The shard's status as the consumer sees it; `phase` is used when the consumer has
+    /// not reported one (the scheduler fills in restarts and failures).
+    #[must_use]
+    pub fn status(&self, shard_id: &str, phase: ShardPhase) -> ShardStatus {
+        let millis = self.millis_behind_latest.load(Ordering::Relaxed);
+        ShardStatus {
+            shard_id: shard_id.to_owned(),
+            phase: lock(&self.phase).clone().unwrap_or(phase),
+            records: self.records.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            last_sequence_delivered: lock(&self.last_sequence_delivered).clone(),
+            checkpoint: lock(&self.checkpoint).clone(),
+            millis_behind_latest: (millis >= 0).then_some(millis),
+            child_starts: self.child_starts.load(Ordering::Relaxed),
+            restarts: 0,
+            last_failure: None,
+            action_in_flight_since: *lock(&self.action_since),
+            last_delivery: *lock(&self.last_delivery),
+        }
+    }
+
+    /// Forgets the consumer's own phase (its task ended).
+    pub fn clear_phase(&self) {
+        *lock(&self.phase) = None;
+        self.set_action_since(None);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Settings a consumer needs from the configuration.
@@ -123,6 +191,15 @@ pub enum ConsumerError {
     NoShardEndCheckpoint(String),
 }
 
+impl ConsumerError {
+    /// True when restarting at once cannot help (e.g. the record processor's program is
+    /// missing); see [`ProcessorFailure::is_persistent`].
+    #[must_use]
+    pub fn is_persistent(&self) -> bool {
+        matches!(self, Self::Processor(failure) if failure.is_persistent())
+    }
+}
+
 enum Next {
     Stop(ConsumerOutcome),
     ShardEnd(Vec<ChildShard>),
@@ -160,11 +237,14 @@ impl Consumer {
         if let Some(outcome) = self.wait_on_parents().await {
             return outcome;
         }
+        self.ctx.progress.set_phase(ShardPhase::Initializing);
         let mut processor = match self.initialize().await {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
+        self.ctx.progress.set_phase(ShardPhase::Processing);
         let next = self.process(processor.as_mut()).await;
+        self.ctx.progress.set_phase(ShardPhase::ShuttingDown);
         let outcome = match next {
             Next::Stop(outcome) => self.finish(processor.as_mut(), outcome).await,
             Next::ShardEnd(children) => self.end_shard(processor.as_mut(), children).await,
@@ -179,6 +259,7 @@ impl Consumer {
         if parents.is_empty() {
             return None;
         }
+        self.ctx.progress.set_phase(ShardPhase::WaitingOnParents);
         loop {
             let mut blocked = None;
             let mut failed = false;
@@ -216,6 +297,7 @@ impl Consumer {
     async fn initialize(&mut self) -> Result<Box<dyn ProcessorConnection>, ConsumerOutcome> {
         let mut processor =
             self.ctx.launcher.launch(self.shard_id()).await.map_err(|e| ConsumerOutcome::Failed(e.into()))?;
+        self.ctx.progress.child_starts.fetch_add(1, Ordering::Relaxed);
         let checkpoint = self.ctx.lease.checkpoint.clone();
         let action = Action::Initialize { checkpoint: Some(&checkpoint) };
         if let Err(e) = processor.perform(action, None).await {
@@ -287,11 +369,14 @@ impl Consumer {
         }
         if let Some(last) = batch.records.last() {
             self.checkpointer.delivered(last.extended_sequence_number());
+            *lock(&self.ctx.progress.last_sequence_delivered) = Some(last.sequence_number.to_string());
         }
         let action =
             Action::ProcessRecords { records: &batch.records, millis_behind_latest: batch.millis_behind_latest };
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
+        self.ctx.progress.set_action_since(Some(started));
         let result = processor.perform(action, Some(&mut self.checkpointer)).await;
+        self.ctx.progress.set_action_since(None);
         let took = started.elapsed();
         if self.ctx.settings.log_warning_for_task_after.is_some_and(|limit| took > limit) {
             warn!(took = ?took, records = batch.records.len(), "processRecords took longer than logWarningForTaskAfterMillis");
@@ -302,6 +387,7 @@ impl Consumer {
         progress.records.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         progress.bytes.fetch_add(batch.payload_bytes as u64, Ordering::Relaxed);
         progress.batches.fetch_add(1, Ordering::Relaxed);
+        *lock(&progress.last_delivery) = Some(Instant::now());
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::filter::CheckpointFilter;
 use super::kpl::{self, HashRange};
 use super::{ChildShard, Record, StartingPosition};
-use crate::lease::HashKeyRange;
+use crate::model::HashKeyRange;
 use crate::sequence::{Position, SequenceNumber};
 
 /// How requests name the stream: by ARN when one is configured (`streamArn`), else by name.

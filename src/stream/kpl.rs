@@ -41,7 +41,7 @@
 use bytes::Bytes;
 use md5::{Digest, Md5};
 
-use crate::lease::HashKeyRange;
+use crate::model::HashKeyRange;
 use crate::sequence::SequenceNumber;
 
 use super::Record;

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::kinesis::IteratorPosition;
 use super::shards::{Shard, ShardFilter, ShardLister};
 use super::{ChildShard, Record, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
-use crate::lease::HashKeyRange;
+use crate::model::HashKeyRange;
 use crate::sequence::SequenceNumber;
 
 /// Arrival time of the first record put (epoch ms); each later put is 1 ms later.

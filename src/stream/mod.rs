@@ -9,9 +9,8 @@
 //! [`memory`] holds an in-memory reader for tests; [`shards`] lists shards (ListShards with
 //! paging and ShardFilter) for shard sync. Shared by the retrieval modes: [`kinesis`] (SDK
 //! mapping), [`kpl`] (deaggregation), [`filter`] (checkpoint filtering), [`errors`] (error
-//! classification) and [`backoff`].
+//! classification); delays come from [`crate::backoff`].
 
-pub mod backoff;
 pub mod errors;
 #[cfg(test)]
 pub(crate) mod fake_kinesis;
@@ -19,38 +18,15 @@ pub mod fanout;
 pub mod filter;
 pub mod kinesis;
 pub mod kpl;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod polling;
 pub mod shards;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use crate::lease::HashKeyRange;
-use crate::sequence::{ExtendedSequenceNumber, SequenceNumber};
-
-/// One (user) record as delivered to a processor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// The payload (after KPL deaggregation, the user record's payload).
-    pub data: Bytes,
-    /// The partition key (the user record's key for deaggregated records).
-    pub partition_key: String,
-    /// The Kinesis sequence number (shared by all user records of one KPL aggregate).
-    pub sequence_number: SequenceNumber,
-    /// Index in the KPL aggregate; 0 for plain records.
-    pub sub_sequence_number: u64,
-    /// `ApproximateArrivalTimestamp` in epoch milliseconds.
-    pub approximate_arrival_timestamp_ms: i64,
-}
-
-impl Record {
-    /// The record's extended sequence number.
-    #[must_use]
-    pub fn extended_sequence_number(&self) -> ExtendedSequenceNumber {
-        ExtendedSequenceNumber::at(self.sequence_number.clone(), self.sub_sequence_number)
-    }
-}
+pub use crate::model::{HashKeyRange, Record};
+use crate::sequence::ExtendedSequenceNumber;
 
 /// A child shard reported at the end of a closed shard.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@
 //!   behaviour (its `millisBehindLatestThresholdForReducedTps` refinement is not
 //!   implemented). The wait overlaps with the consumer's processing of the previous batch.
 //! * **Failures** are classified in [`super::errors`]: throttling and transient errors back
-//!   off exponentially with jitter ([`super::backoff`]) and retry the same iterator; an
+//!   off exponentially with jitter ([`crate::backoff`]) and retry the same iterator; an
 //!   expired or rejected iterator is re-created with `AFTER_SEQUENCE_NUMBER` from the last
 //!   Kinesis record read (or from the start position if none was read yet);
 //!   `ResourceNotFoundException` ends the shard without children; other errors are returned
@@ -43,13 +43,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::{self, Backoff};
 use super::errors::{classify, describe, ErrorClass, Operation};
 use super::filter::CheckpointFilter;
 use super::kinesis::{child_shards, convert_records, without_sdk_retries, IteratorPosition, StreamRef};
 use super::kpl::HashRange;
 use super::shards::{ShardHashRanges, ShardLister};
 use super::{RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::sequence::SequenceNumber;
 
 /// `maxRecords` default and upper limit.
@@ -58,6 +58,11 @@ pub const MAX_RECORDS_LIMIT: u32 = 10_000;
 pub const DEFAULT_IDLE_TIME: Duration = Duration::from_millis(1500);
 /// Time limit for one Kinesis call (the KCL's `kinesisRequestTimeout` default).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default first backoff delay after a throttled or transient GetRecords failure.
+pub const DEFAULT_BACKOFF_BASE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Default longest backoff delay.
+pub const DEFAULT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Settings of the polling readers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +86,8 @@ impl Default for PollingSettings {
             max_records: MAX_RECORDS_LIMIT,
             idle_time_between_reads: DEFAULT_IDLE_TIME,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            backoff_base: backoff::DEFAULT_BASE,
-            backoff_max: backoff::DEFAULT_MAX,
+            backoff_base: DEFAULT_BACKOFF_BASE,
+            backoff_max: DEFAULT_BACKOFF_MAX,
         }
     }
 }
@@ -154,7 +159,7 @@ impl ShardReaderFactory for PollingReaderFactory {
             iterator: None,
             last_sequence: None,
             last_success: None,
-            backoff: Backoff::new(self.settings.backoff_base, self.settings.backoff_max),
+            backoff: Backoff::new(BackoffPolicy::calls(self.settings.backoff_base, self.settings.backoff_max)),
             pending_delay: None,
             cancel: cancel.clone(),
         };
@@ -632,7 +637,7 @@ mod tests {
     async fn kpl_hash_range_check_drops_foreign_aggregates() {
         use crate::stream::kpl::test_encoder::aggregate;
         let lister = crate::stream::memory::InMemoryStream::new();
-        let shard_id = lister.add_root_shard(crate::lease::HashKeyRange { starting: "0".into(), ending: "10".into() });
+        let shard_id = lister.add_root_shard(crate::model::HashKeyRange { starting: "0".into(), ending: "10".into() });
         let foreign = aggregate(&["a"], &[], &[(0, None, b"md5 of a is far above 10")]);
         let own = aggregate(&["a"], &["5"], &[(0, Some(0), b"explicit hash key 5")]);
         let fake = FakeKinesis::default();

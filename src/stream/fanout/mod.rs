@@ -43,11 +43,11 @@ use tracing::Instrument;
 use self::queue::{Popped, Queue};
 use self::registration::{ConsumerRegistration, RegistrationError, RegistrationSettings};
 use self::subscription::Subscription;
-use super::backoff::Backoff;
 use super::filter::CheckpointFilter;
 use super::kinesis::{without_sdk_retries, IteratorPosition, StreamRef};
 use super::shards::{ShardHashRanges, ShardLister};
 use super::{RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
+use crate::backoff::{Backoff, BackoffPolicy};
 
 /// Default [`FanOutSettings::queue_capacity`] (Java: a delivery queue of 10 events).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10;
@@ -223,7 +223,7 @@ impl ShardReaderFactory for FanOutReaderFactory {
             range: None,
             queue: queue.clone(),
             cancel: cancel.clone(),
-            backoff: Backoff::new(self.settings.backoff_base, self.settings.backoff_max),
+            backoff: Backoff::new(BackoffPolicy::calls(self.settings.backoff_base, self.settings.backoff_max)),
         };
         tracing::debug!(shard_id, ?start, "opening fan-out reader");
         let span = tracing::info_span!(parent: tracing::Span::current(), "subscription", shard_id);

@@ -25,9 +25,9 @@ use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::Client;
 use tokio::sync::OnceCell;
 
-use super::super::backoff::Backoff;
 use super::super::errors::{classify, describe, ErrorClass, Operation};
 use super::super::kinesis::{without_sdk_retries, StreamRef};
+use crate::backoff::{Backoff, BackoffPolicy};
 
 /// Registration settings (`fanoutConfig.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl ConsumerRegistration {
     }
 
     fn backoff(&self) -> Backoff {
-        Backoff::new(self.settings.retry_backoff, self.settings.retry_backoff.saturating_mul(10))
+        Backoff::new(BackoffPolicy::calls(self.settings.retry_backoff, self.settings.retry_backoff.saturating_mul(10)))
     }
 
     fn failed(&self, operation: Operation, attempts: u32, message: String) -> RegistrationError {

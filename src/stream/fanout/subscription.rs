@@ -17,7 +17,6 @@ use aws_sdk_kinesis::types::{self, ShardIteratorType, SubscribeToShardEvent, Sub
 use aws_sdk_kinesis::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::super::backoff::Backoff;
 use super::super::errors::{
     classify_event_stream, classify_subscribe, describe, describe_event_stream, is_subscription_in_use, ErrorClass,
 };
@@ -28,6 +27,7 @@ use super::super::shards::ShardHashRanges;
 use super::super::{RecordBatch, StreamError};
 use super::queue::Queue;
 use super::FanOutSettings;
+use crate::backoff::Backoff;
 use crate::sequence::SequenceNumber;
 
 /// How one subscription ended.

@@ -1,11 +1,13 @@
-//! Exponential restart backoff for a crashed, hung or misbehaving child.
+//! Exponential backoff with jitter: the one delay policy of the crate.
 //!
-//! The shard consumer (not this module) decides *whether* to restart a child; it asks a
-//! [`Backoff`] *how long to wait* first. Each failure doubles (by default) the delay up to
-//! a cap, with random jitter so that many shards failing together (a bad deploy, a full
-//! disk) do not restart in lockstep. A child that ran for at least
-//! [`BackoffPolicy::healthy_after`] before failing is considered to have been healthy, and
-//! the sequence starts again from [`BackoffPolicy::initial`].
+//! Used for retried calls (Kinesis reads back off from throttling and transient failures:
+//! [`BackoffPolicy::calls`]) and for restarts (a crashed, hung or misbehaving shard consumer
+//! is restarted from its checkpoint: [`BackoffPolicy::restarts`]). The caller decides
+//! *whether* to retry; a [`Backoff`] says *how long to wait* first. Each failure multiplies
+//! the delay up to a cap, with random jitter so that many shards failing together (a bad
+//! deploy, a throttled stream) do not retry in lockstep. For restarts, a run that lasted at
+//! least [`BackoffPolicy::healthy_after`] before failing counts as healthy and the sequence
+//! starts again from [`BackoffPolicy::initial`].
 //!
 //! Time is measured with `tokio::time`, so tests can drive it with paused time.
 
@@ -23,7 +25,8 @@ pub struct BackoffPolicy {
     /// Fraction of each delay that is randomised, in `[0, 1]`: the delay is drawn from
     /// `[base × (1 − jitter), base]`. Out-of-range values are clamped.
     pub jitter: f64,
-    /// A child that ran at least this long before failing resets the sequence.
+    /// A run that lasted at least this long before failing resets the sequence
+    /// (see [`Backoff::next_delay_after`]).
     pub healthy_after: Duration,
 }
 
@@ -40,8 +43,11 @@ impl BackoffPolicy {
     pub const DEFAULT_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 }
 
-impl Default for BackoffPolicy {
-    fn default() -> Self {
+impl BackoffPolicy {
+    /// Restarts of a failed shard consumer: 1 s doubling to 60 s, 20 % jitter, reset after a
+    /// healthy minute.
+    #[must_use]
+    pub fn restarts() -> Self {
         Self {
             initial: Self::DEFAULT_INITIAL,
             max: Self::DEFAULT_MAX,
@@ -50,9 +56,22 @@ impl Default for BackoffPolicy {
             healthy_after: Self::DEFAULT_HEALTHY_AFTER,
         }
     }
+
+    /// Retried calls: `initial` doubling up to `max`, each delay drawn from the upper half of
+    /// its step ("equal jitter"), so the expected delay still grows.
+    #[must_use]
+    pub fn calls(initial: Duration, max: Duration) -> Self {
+        Self { initial, max: max.max(initial), multiplier: 2.0, jitter: 0.5, healthy_after: Duration::MAX }
+    }
 }
 
-/// Consecutive-failure state for one shard's child restarts.
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self::restarts()
+    }
+}
+
+/// Consecutive-failure state of one retried call or restarted consumer.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: BackoffPolicy,
@@ -85,23 +104,36 @@ impl Backoff {
         self.failures = 0;
     }
 
-    /// Records a failure of a child that had been running for `uptime`, and returns how
-    /// long to wait before restarting it.
-    pub fn next_delay(&mut self, uptime: Duration) -> Duration {
-        if uptime >= self.policy.healthy_after {
-            self.failures = 0;
-        }
+    /// The un-jittered delay the next failure will get.
+    #[must_use]
+    pub fn current_ceiling(&self) -> Duration {
+        self.base_delay(self.failures.saturating_add(1))
+    }
+
+    /// Records a failure and returns how long to wait before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let base = self.base_delay(self.failures);
         let jitter = self.policy.jitter * rand::random::<f64>();
         base.mul_f64(1.0 - jitter)
     }
 
-    /// [`next_delay`](Self::next_delay), then sleeps for it; returns the delay slept.
+    /// Records a failure of something that had been running for `uptime` (a run of at least
+    /// [`BackoffPolicy::healthy_after`] resets the sequence first) and returns how long to
+    /// wait before restarting it.
+    pub fn next_delay_after(&mut self, uptime: Duration) -> Duration {
+        if uptime >= self.policy.healthy_after {
+            self.failures = 0;
+        }
+        self.next_delay()
+    }
+
+    /// [`next_delay_after`](Self::next_delay_after), then sleeps for it; returns the delay
+    /// slept.
     ///
     /// Cancel safe: if the sleep is cancelled the failure stays recorded.
     pub async fn wait(&mut self, uptime: Duration) -> Duration {
-        let delay = self.next_delay(uptime);
+        let delay = self.next_delay_after(uptime);
         tokio::time::sleep(delay).await;
         delay
     }
@@ -134,7 +166,7 @@ mod tests {
     #[test]
     fn doubles_up_to_the_cap() {
         let mut b = Backoff::new(no_jitter());
-        let delays: Vec<u128> = (0..8).map(|_| b.next_delay(Duration::from_millis(10)).as_millis()).collect();
+        let delays: Vec<u128> = (0..8).map(|_| b.next_delay_after(Duration::from_millis(10)).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
         assert_eq!(b.failures(), 8);
     }
@@ -143,23 +175,23 @@ mod tests {
     fn many_failures_saturate_at_the_cap() {
         let mut b = Backoff::new(no_jitter());
         for _ in 0..5000 {
-            b.next_delay(Duration::ZERO);
+            b.next_delay_after(Duration::ZERO);
         }
-        assert_eq!(b.next_delay(Duration::ZERO), Duration::from_secs(2));
+        assert_eq!(b.next_delay_after(Duration::ZERO), Duration::from_secs(2));
     }
 
     #[test]
     fn healthy_run_resets_the_sequence() {
         let mut b = Backoff::new(no_jitter());
         for _ in 0..4 {
-            b.next_delay(Duration::from_secs(1));
+            b.next_delay_after(Duration::from_secs(1));
         }
-        assert_eq!(b.next_delay(Duration::from_secs(29)), Duration::from_millis(1600));
-        assert_eq!(b.next_delay(Duration::from_secs(30)), Duration::from_millis(100));
+        assert_eq!(b.next_delay_after(Duration::from_secs(29)), Duration::from_millis(1600));
+        assert_eq!(b.next_delay_after(Duration::from_secs(30)), Duration::from_millis(100));
         assert_eq!(b.failures(), 1);
         b.reset();
         assert_eq!(b.failures(), 0);
-        assert_eq!(b.next_delay(Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(b.next_delay_after(Duration::ZERO), Duration::from_millis(100));
     }
 
     #[test]
@@ -168,8 +200,8 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
             let mut b = Backoff::new(policy);
-            b.next_delay(Duration::ZERO);
-            let d = b.next_delay(Duration::ZERO); // base 200 ms
+            b.next_delay_after(Duration::ZERO);
+            let d = b.next_delay_after(Duration::ZERO); // base 200 ms
             assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200), "{d:?}");
             seen.insert(d);
         }
@@ -215,6 +247,34 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_millis(10), b.wait(Duration::ZERO)).await;
         assert!(r.is_err());
         assert_eq!(b.failures(), 1);
-        assert_eq!(b.next_delay(Duration::ZERO), Duration::from_millis(200));
+        assert_eq!(b.next_delay_after(Duration::ZERO), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn call_policy_doubles_with_jitter_in_the_upper_half() {
+        let mut b = Backoff::new(BackoffPolicy::calls(Duration::from_millis(100), Duration::from_millis(1000)));
+        for ceiling in [100, 200, 400, 800, 1000, 1000] {
+            let ceiling = Duration::from_millis(ceiling);
+            assert_eq!(b.current_ceiling(), ceiling);
+            let d = b.next_delay();
+            assert!(d >= ceiling / 2 && d <= ceiling, "{d:?} not in [{:?}, {ceiling:?}]", ceiling / 2);
+        }
+        assert_eq!(b.failures(), 6);
+        b.reset();
+        assert_eq!(b.current_ceiling(), Duration::from_millis(100));
+        // A call policy never resets on uptime.
+        b.next_delay();
+        b.next_delay_after(Duration::from_secs(86_400));
+        assert_eq!(b.failures(), 2);
+    }
+
+    #[test]
+    fn call_policy_with_zero_delays_and_many_failures() {
+        let mut b = Backoff::new(BackoffPolicy::calls(Duration::from_secs(1), Duration::from_secs(30)));
+        for _ in 0..100 {
+            assert!(b.next_delay() <= Duration::from_secs(30));
+        }
+        let mut zero = Backoff::new(BackoffPolicy::calls(Duration::ZERO, Duration::ZERO));
+        assert_eq!(zero.next_delay(), Duration::ZERO);
     }
 }

@@ -37,7 +37,7 @@ pub struct AssignmentRound {
 
 /// Decides which leases this worker holds.
 #[async_trait]
-pub trait LeaseAssignment: Send {
+pub trait LeaseAssignment: Send + Sync {
     /// A short name for logs and status, e.g. `KCL 2.x`.
     fn protocol(&self) -> &'static str;
 

@@ -114,6 +114,7 @@ pub struct Scheduler {
     cleanup: CleanupSettings,
     migration_check_interval: Duration,
     status: StatusPublisher,
+    assignment: Option<Box<dyn LeaseAssignment>>,
 }
 
 impl Scheduler {
@@ -143,6 +144,7 @@ impl Scheduler {
             cleanup,
             migration_check_interval: MIGRATION_CHECK_INTERVAL,
             status,
+            assignment: None,
         }
     }
 
@@ -165,6 +167,13 @@ impl Scheduler {
     #[must_use]
     pub fn with_migration_check_interval(mut self, interval: Duration) -> Self {
         self.migration_check_interval = interval.max(MIN_TICK);
+        self
+    }
+
+    /// Replaces the lease assignment (default: the KCL 2.x [`TakerAssignment`]).
+    #[must_use]
+    pub fn with_assignment(mut self, assignment: Box<dyn LeaseAssignment>) -> Self {
+        self.assignment = Some(assignment);
         self
     }
 
@@ -250,15 +259,18 @@ impl Scheduler {
     /// # Errors
     /// Only start-up failures and a fleet switching to KCL 3.x are fatal; at run time
     /// failures are per shard and retried.
-    pub async fn run(self, shutdown: impl Into<Shutdown>) -> Result<(), SchedulerError> {
+    pub async fn run(mut self, shutdown: impl Into<Shutdown>) -> Result<(), SchedulerError> {
         let shutdown = shutdown.into();
         info!(worker_id = %self.worker_id, table = %self.store.table_name(), "worker starting");
-        let result = self.run_inner(&shutdown).await;
+        let assignment = self.assignment.take().unwrap_or_else(|| {
+            Box::new(TakerAssignment::new(self.store.clone(), self.worker_id.clone(), self.taker_settings()))
+        });
+        let result = self.run_inner(assignment, &shutdown).await;
         self.status.update(|s| s.phase = WorkerPhase::Stopped);
         result
     }
 
-    async fn run_inner(&self, shutdown: &Shutdown) -> Result<(), SchedulerError> {
+    async fn run_inner(&self, assignment: Box<dyn LeaseAssignment>, shutdown: &Shutdown) -> Result<(), SchedulerError> {
         let mut attempt = 1;
         loop {
             let prepared = tokio::select! {
@@ -291,16 +303,19 @@ impl Scheduler {
             async move { renewer.run(stop).await }
         });
 
-        let result = self.main_loop(&renewer, shutdown).await;
+        let result = self.main_loop(assignment, &renewer, shutdown).await;
 
         renewer_stop.cancel();
         while background.join_next().await.is_some() {}
         result
     }
 
-    async fn main_loop(&self, renewer: &LeaseRenewer, shutdown: &Shutdown) -> Result<(), SchedulerError> {
-        let mut assignment: Box<dyn LeaseAssignment> =
-            Box::new(TakerAssignment::new(self.store.clone(), self.worker_id.clone(), self.taker_settings()));
+    async fn main_loop(
+        &self,
+        mut assignment: Box<dyn LeaseAssignment>,
+        renewer: &LeaseRenewer,
+        shutdown: &Shutdown,
+    ) -> Result<(), SchedulerError> {
         self.status.update(|s| s.lease_protocol = assignment.protocol().to_owned());
         let mut consumers = ConsumerSet::new();
 

@@ -459,3 +459,181 @@ impl Consumer {
         Ok(())
     }
 }
+
+/// The consumer on its own: in-memory lease table and stream, in-process processors, a
+/// recording checkpoint store; no scheduler.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::lease::memory::InMemoryLeaseStore;
+    use crate::model::CheckpointFailure;
+    use crate::shard::fake::{FakeBehaviour, FakeEvent, FakeLauncher};
+    use crate::stream::memory::InMemoryStream;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl CheckpointStore for Recorder {
+        async fn write_checkpoint(
+            &self,
+            _: &str,
+            checkpoint: &ExtendedSequenceNumber,
+        ) -> Result<(), CheckpointFailure> {
+            self.0.lock().unwrap().push(checkpoint.to_string());
+            Ok(())
+        }
+    }
+
+    struct Setup {
+        stream: InMemoryStream,
+        store: InMemoryLeaseStore,
+        launcher: FakeLauncher,
+        checkpoints: Arc<Recorder>,
+        lost: CancellationToken,
+        shutdown: CancellationToken,
+        progress: Arc<ShardProgress>,
+    }
+
+    impl Setup {
+        fn new(shards: u32) -> Self {
+            Self {
+                stream: InMemoryStream::with_shards(shards).with_max_records(10),
+                store: InMemoryLeaseStore::new("app"),
+                launcher: FakeLauncher::new(FakeBehaviour::default()),
+                checkpoints: Arc::default(),
+                lost: CancellationToken::new(),
+                shutdown: CancellationToken::new(),
+                progress: Arc::default(),
+            }
+        }
+
+        fn shard(&self, i: usize) -> String {
+            self.stream.shards()[i].shard_id.clone()
+        }
+
+        fn spawn(&self, lease: Lease) -> tokio::task::JoinHandle<ConsumerOutcome> {
+            let ctx = ConsumerContext {
+                lease,
+                leases: Arc::new(self.store.clone()),
+                checkpoints: self.checkpoints.clone(),
+                readers: Arc::new(self.stream.clone()),
+                launcher: Arc::new(self.launcher.clone()),
+                settings: ConsumerSettings {
+                    parent_shard_poll_interval: Duration::from_millis(20),
+                    call_process_records_even_for_empty_record_list: false,
+                    at_timestamp_millis: None,
+                    task_backoff: Duration::from_millis(20),
+                    log_warning_for_task_after: None,
+                },
+                lease_lost: self.lost.clone(),
+                shutdown: self.shutdown.clone(),
+                progress: self.progress.clone(),
+            };
+            tokio::spawn(run_consumer(ctx))
+        }
+
+        async fn wait(&self, what: &str, done: impl Fn(&Self) -> bool) {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !done(self) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        }
+    }
+
+    fn lease(key: &str) -> Lease {
+        Lease::new(key, ExtendedSequenceNumber::new(Position::TrimHorizon))
+    }
+
+    #[tokio::test]
+    async fn delivers_then_shuts_down_gracefully() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        for i in 0..25 {
+            s.stream.put(&shard, "pk", format!("r{i}"));
+        }
+        let task = s.spawn(lease(&shard));
+        s.wait("25 records", |s| s.launcher.records_seen_ordered(&shard).len() == 25).await;
+        s.wait("processing", |s| *s.progress.phase.lock().unwrap() == Some(ShardPhase::Processing)).await;
+        s.shutdown.cancel();
+        let outcome = task.await.unwrap();
+        assert!(matches!(outcome, ConsumerOutcome::ShutdownComplete), "{outcome:?}");
+        let events = s.launcher.events(&shard);
+        let tail: Vec<&FakeEvent> = events.iter().rev().take(3).collect();
+        assert_eq!(tail, [&FakeEvent::LeaseLost, &FakeEvent::Checkpoint(None), &FakeEvent::ShutdownRequested]);
+        let last = s.stream.records(&shard).last().unwrap().sequence_number.to_string();
+        assert_eq!(s.checkpoints.0.lock().unwrap().last(), Some(&last));
+        assert_eq!(s.progress.records.load(Ordering::Relaxed), 25);
+        assert_eq!(s.progress.child_starts.load(Ordering::Relaxed), 1);
+        assert_eq!(*s.progress.last_sequence_delivered.lock().unwrap(), Some(last));
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_ends_with_lease_lost_only() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        s.stream.put(&shard, "pk", "r");
+        let task = s.spawn(lease(&shard));
+        s.wait("the record", |s| s.launcher.records_seen_ordered(&shard).len() == 1).await;
+        s.lost.cancel();
+        assert!(matches!(task.await.unwrap(), ConsumerOutcome::LeaseLost));
+        let events = s.launcher.events(&shard);
+        assert_eq!(events.last(), Some(&FakeEvent::LeaseLost));
+        assert!(!events.contains(&FakeEvent::ShutdownRequested));
+    }
+
+    #[tokio::test]
+    async fn a_child_waits_for_its_parent_then_a_split_ends_the_parent() {
+        let s = Setup::new(1);
+        let parent = s.shard(0);
+        s.stream.put(&parent, "pk", "before");
+        let children = s.stream.split_shard(&parent);
+        s.store.put(lease(&parent));
+        let mut child_lease = lease(&children[0].shard_id);
+        child_lease.parent_shard_ids.insert(parent.clone());
+        let child = s.spawn(child_lease);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.launcher.launches(&children[0].shard_id), 0, "waits on the parent");
+        assert_eq!(*s.progress.phase.lock().unwrap(), Some(ShardPhase::WaitingOnParents));
+
+        let parent_outcome = clone_setup(&s).spawn(lease(&parent)).await.unwrap();
+        assert!(matches!(parent_outcome, ConsumerOutcome::ShardEnded), "{parent_outcome:?}");
+        assert_eq!(s.checkpoints.0.lock().unwrap().last().map(String::as_str), Some("SHARD_END"));
+        for c in &children {
+            let created = s.store.lease(&c.shard_id).expect("child lease created at the parent's end");
+            assert!(created.parent_shard_ids.contains(&parent));
+        }
+        // The recorder does not write the table: mark the parent's end there, as the lease
+        // layer would, and the child starts.
+        s.store.modify(&parent, |l| l.checkpoint = ExtendedSequenceNumber::shard_end());
+        s.wait("the child's processor", |s| s.launcher.launches(&children[0].shard_id) == 1).await;
+        s.shutdown.cancel();
+        assert!(matches!(child.await.unwrap(), ConsumerOutcome::ShutdownComplete));
+    }
+
+    #[tokio::test]
+    async fn a_lease_at_shard_end_starts_no_processor() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        let outcome = s.spawn(Lease::new(&shard, ExtendedSequenceNumber::shard_end())).await.unwrap();
+        assert!(matches!(outcome, ConsumerOutcome::ShardEnded));
+        assert_eq!(s.launcher.launches(&shard), 0);
+    }
+
+    fn clone_setup(s: &Setup) -> Setup {
+        Setup {
+            stream: s.stream.clone(),
+            store: s.store.clone(),
+            launcher: s.launcher.clone(),
+            checkpoints: s.checkpoints.clone(),
+            lost: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            progress: Arc::default(),
+        }
+    }
+}

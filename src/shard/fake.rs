@@ -44,6 +44,8 @@ pub struct FakeBehaviour {
     pub fail_times: usize,
     /// Every launch fails as if the program were not on `PATH`.
     pub missing_program: bool,
+    /// Never answer `shutdownRequested` (a processor that hangs while shutting down).
+    pub hang_on_shutdown: bool,
 }
 
 impl Default for FakeBehaviour {
@@ -54,6 +56,7 @@ impl Default for FakeBehaviour {
             fail_after_batches: None,
             fail_times: 0,
             missing_program: false,
+            hang_on_shutdown: false,
         }
     }
 }
@@ -184,6 +187,9 @@ impl ProcessorConnection for FakeProcessor {
             }
             Action::ShutdownRequested => {
                 self.push(FakeEvent::ShutdownRequested);
+                if self.behaviour.hang_on_shutdown {
+                    std::future::pending::<()>().await;
+                }
                 self.checkpoint(checkpointer).await;
             }
             Action::LeaseLost => self.push(FakeEvent::LeaseLost),

@@ -405,7 +405,8 @@ impl Scheduler {
         }
     }
 
-    /// Follows up on a consumer that ended: completes a hand-off.
+    /// Follows up on a consumer that ended: completes a hand-off; after a shard end, lets the
+    /// assignment take the children at once (the caller dispatches them).
     async fn on_finished(
         &self,
         finished: Finished,
@@ -413,6 +414,15 @@ impl Scheduler {
         renewer: &LeaseRenewer,
         shutdown: &Shutdown,
     ) {
+        if matches!(finished.outcome, ConsumerOutcome::ShardEnded) && !shutdown.is_requested() {
+            let taken = tokio::select! {
+                () = shutdown.requested() => return,
+                taken = assignment.shard_ended(renewer, &finished.shard_id) => taken,
+            };
+            if let Err(e) = taken {
+                warn!(shard_id = %finished.shard_id, error = %e, "could not take the child leases now; the next round will");
+            }
+        }
         if finished.handed_off && !matches!(finished.outcome, ConsumerOutcome::ShardEnded) {
             let handed = tokio::select! {
                 () = shutdown.requested() => return,

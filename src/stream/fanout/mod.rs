@@ -17,8 +17,10 @@
 //!   subscription resubscribes at once; `ResourceInUseException` (a lease moved between
 //!   workers and the old owner's subscription is still open), `LimitExceededException`,
 //!   connection failures, `GOAWAY` and dispatch failures resubscribe after a backoff with
-//!   jitter; `ResourceNotFoundException` ends the shard without children; anything else is
-//!   returned from [`ShardReader::next_batch`] (the shard consumer restarts).
+//!   jitter; `ResourceNotFoundException` ends the shard without children — unless the consumer
+//!   itself is gone (deregistered), which registers it again and resubscribes (Java would mark
+//!   every held shard `SHARD_END`); anything else is returned from [`ShardReader::next_batch`]
+//!   (the shard consumer restarts).
 //! * **Shard end:** the event with ChildShards and no continuation sequence number is the last
 //!   batch, with `shard_end: Some(children)`; nothing is resubscribed after it.
 //! * **Connections:** subscriptions are spread over several SDK clients, each with its own
@@ -215,6 +217,7 @@ impl ShardReaderFactory for FanOutReaderFactory {
         let subscription = Subscription {
             shard_id: shard_id.to_owned(),
             consumer_arn,
+            registration: self.registration.clone(),
             client: pooled.client.clone(),
             settings: self.settings.clone(),
             position,

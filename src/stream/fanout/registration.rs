@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::Client;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use super::super::errors::{classify, describe, ErrorClass, Operation};
 use super::super::kinesis::{without_sdk_retries, StreamRef};
@@ -98,7 +98,20 @@ pub struct ConsumerRegistration {
     client: Client,
     stream: StreamRef,
     settings: RegistrationSettings,
-    arn: OnceCell<String>,
+    /// The consumer ARN once obtained.
+    arn: Mutex<Option<String>>,
+}
+
+/// Whether a consumer still exists (see [`ConsumerRegistration::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerCheck {
+    /// It exists.
+    Exists,
+    /// It is gone (deregistered); the cached ARN was forgotten, so the next
+    /// [`ConsumerRegistration::consumer_arn`] registers it again.
+    Missing,
+    /// It could not be told (the call failed).
+    Unknown,
 }
 
 /// A consumer as described.
@@ -111,7 +124,7 @@ impl ConsumerRegistration {
     /// Registration for `stream` with `client` (its SDK retries are switched off).
     #[must_use]
     pub fn new(client: &Client, stream: StreamRef, settings: RegistrationSettings) -> Self {
-        Self { client: without_sdk_retries(client), stream, settings, arn: OnceCell::new() }
+        Self { client: without_sdk_retries(client), stream, settings, arn: Mutex::new(None) }
     }
 
     /// The consumer name.
@@ -126,7 +139,38 @@ impl ConsumerRegistration {
     /// # Errors
     /// A [`RegistrationError`] when the calls fail or the consumer does not become ACTIVE.
     pub async fn consumer_arn(&self) -> Result<String, RegistrationError> {
-        self.arn.get_or_try_init(|| self.obtain()).await.cloned()
+        let mut cached = self.arn.lock().await;
+        if let Some(arn) = cached.as_ref() {
+            return Ok(arn.clone());
+        }
+        let arn = self.obtain().await?;
+        *cached = Some(arn.clone());
+        Ok(arn)
+    }
+
+    /// Whether the consumer `arn` still exists. A subscription's `ResourceNotFoundException`
+    /// means either that the shard is gone or that the consumer is: only the first may end the
+    /// shard (Java ends it either way, so deregistering the consumer would mark every held
+    /// shard `SHARD_END`).
+    pub async fn check(&self, arn: &str) -> ConsumerCheck {
+        match self.client.describe_stream_consumer().consumer_arn(arn).send().await {
+            Ok(_) => ConsumerCheck::Exists,
+            Err(error) if classify(Operation::DescribeStreamConsumer, &error) == ErrorClass::NotFound => {
+                let mut cached = self.arn.lock().await;
+                if cached.as_deref() == Some(arn) {
+                    *cached = None;
+                }
+                if self.settings.consumer_arn.is_some() {
+                    tracing::error!(consumer_arn = arn, "the configured fanoutConfig.consumerArn does not exist");
+                    return ConsumerCheck::Unknown;
+                }
+                ConsumerCheck::Missing
+            }
+            Err(error) => {
+                tracing::warn!(error = %describe(&error), "cannot tell whether the fan-out consumer exists");
+                ConsumerCheck::Unknown
+            }
+        }
     }
 
     async fn obtain(&self) -> Result<String, RegistrationError> {

@@ -26,6 +26,7 @@ use super::super::kpl::HashRange;
 use super::super::shards::ShardHashRanges;
 use super::super::{RecordBatch, StreamError};
 use super::queue::Queue;
+use super::registration::{ConsumerCheck, ConsumerRegistration};
 use super::FanOutSettings;
 use crate::backoff::Backoff;
 use crate::sequence::SequenceNumber;
@@ -57,6 +58,7 @@ enum Accepted {
 pub(super) struct Subscription {
     pub(super) shard_id: String,
     pub(super) consumer_arn: String,
+    pub(super) registration: Arc<ConsumerRegistration>,
     pub(super) client: Client,
     pub(super) settings: FanOutSettings,
     /// Where the next subscription starts.
@@ -122,10 +124,35 @@ impl Subscription {
                     let attempt = self.backoff.failures() + 1;
                     match class {
                         ErrorClass::NotFound => {
-                            tracing::info!(shard_id = %self.shard_id, error = %message,
-                                "shard not found; treating it as ended without children");
-                            self.queue.push(RecordBatch { shard_end: Some(Vec::new()), ..RecordBatch::default() });
-                            return;
+                            let check = tokio::select! {
+                                () = self.cancel.cancelled() => return,
+                                check = self.registration.check(&self.consumer_arn) => check,
+                            };
+                            match check {
+                                ConsumerCheck::Exists => {
+                                    tracing::info!(shard_id = %self.shard_id, error = %message,
+                                        "shard not found; treating it as ended without children");
+                                    self.queue
+                                        .push(RecordBatch { shard_end: Some(Vec::new()), ..RecordBatch::default() });
+                                    return;
+                                }
+                                ConsumerCheck::Missing => {
+                                    tracing::warn!(shard_id = %self.shard_id, consumer_arn = %self.consumer_arn,
+                                        "the fan-out consumer was deregistered; registering it again");
+                                    let arn = tokio::select! {
+                                        () = self.cancel.cancelled() => return,
+                                        arn = self.registration.consumer_arn() => arn,
+                                    };
+                                    match arn {
+                                        Ok(arn) => self.consumer_arn = arn,
+                                        Err(e) => {
+                                            tracing::warn!(shard_id = %self.shard_id, error = %e, "registration failed; retrying")
+                                        }
+                                    }
+                                }
+                                ConsumerCheck::Unknown => {}
+                            }
+                            delay = Some(self.backoff.next_delay());
                         }
                         ErrorClass::Fatal => {
                             self.queue.fail(StreamError::Dependency {

@@ -465,3 +465,26 @@ async fn subscriptions_are_spread_over_connections() {
     let _again = f.open("shardId-000000000009", StartingPosition::TrimHorizon).await.unwrap();
     assert_eq!(f.connections(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deregistered_consumer_is_registered_again_instead_of_ending_the_shard() {
+    let fake = FakeFanOut::default();
+    active_consumer(&fake);
+    // Registration finds the consumer; the check after ResourceNotFound does not.
+    fake.unary.push("DescribeStreamConsumer", 200, consumer("ACTIVE"));
+    fake.unary.error("DescribeStreamConsumer", 400, "ResourceNotFoundException");
+    fake.session(Session::Stream(vec![
+        Step::Event(event(&["1"], "1", 0)),
+        Step::Exception("ResourceNotFoundException"),
+    ]));
+    fake.session(Session::Stream(vec![Step::Event(event(&["2"], "2", 0)), Step::Hang]));
+    let mut reader = open(&fake, StartingPosition::TrimHorizon).await;
+    let first = next(&mut reader).await.unwrap();
+    let second = next(&mut reader).await.unwrap();
+    assert_eq!((seqs(&first), seqs(&second)), (vec!["1".to_owned()], vec!["2".to_owned()]));
+    assert_eq!(second.shard_end, None, "the shard did not end");
+    let describes = fake.unary.calls("DescribeStreamConsumer");
+    assert_eq!(describes.len(), 3, "register, check (missing), register again");
+    assert_eq!(describes[1].body["ConsumerARN"], CONSUMER_ARN);
+    assert_eq!(position(&fake.subscribes()[1].0), ("AFTER_SEQUENCE_NUMBER".into(), Some("1".into())));
+}

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, RetrievalMode};
 use crate::lease::dynamodb::DynamoLeaseStore;
 use crate::lease::kcl3::coordinator::DynamoCoordinatorStore;
 use crate::lease::kcl3::leader::LeaderSettings;
@@ -45,9 +45,11 @@ use crate::lease::kcl3::worker_metrics::DynamoWorkerMetricsStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
 use crate::shutdown::Shutdown;
+use crate::stream::fanout::{FanOutReaderFactory, FanOutSettings};
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
 use crate::stream::shards::{KinesisShardLister, ListShardsSettings, ShardLister};
+use crate::stream::ShardReaderFactory;
 
 /// How long a record processor may take to exit after its stdin is closed, and again
 /// after SIGTERM, before it is killed.
@@ -161,13 +163,25 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
     let lister: Arc<dyn ShardLister> =
         Arc::new(KinesisShardLister::new(&clients.kinesis, stream.clone(), list_settings));
     let readers_stop = CancellationToken::new();
-    let readers = PollingReaderFactory::new(
-        &clients.kinesis,
-        stream,
-        PollingSettings::from_config(&config),
-        readers_stop.clone(),
-    )
-    .with_kpl_hash_range_check(lister.clone());
+    let readers: Arc<dyn ShardReaderFactory> = match config.retrieval_mode {
+        RetrievalMode::Polling => Arc::new(
+            PollingReaderFactory::new(
+                &clients.kinesis,
+                stream,
+                PollingSettings::from_config(&config),
+                readers_stop.clone(),
+            )
+            .with_kpl_hash_range_check(lister.clone()),
+        ),
+        RetrievalMode::FanOut => {
+            let settings = FanOutSettings::from_config(&config);
+            tracing::info!(consumer = %settings.registration.consumer_name, "retrieval mode FANOUT (enhanced fan-out)");
+            Arc::new(
+                FanOutReaderFactory::new(&clients.kinesis, stream, settings, readers_stop.clone())
+                    .with_kpl_hash_range_check(lister.clone()),
+            )
+        }
+    };
     let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
     let result = if chosen.protocol == Protocol::Kcl3x {
         let handoffs = Handoffs::default();
@@ -187,13 +201,12 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
             handoffs,
             kcl3_settings(&config),
         );
-        let scheduler =
-            Scheduler::new(config, worker_id, renewing.clone(), lister, Arc::new(readers), Arc::new(launcher))
-                .with_kcl3_assignment(Box::new(assignment));
+        let scheduler = Scheduler::new(config, worker_id, renewing.clone(), lister, readers, Arc::new(launcher))
+            .with_kcl3_assignment(Box::new(assignment));
         renewing.set_status(scheduler.status());
         scheduler.run(shutdown).await
     } else {
-        Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher)).run(shutdown).await
+        Scheduler::new(config, worker_id, store, lister, readers, Arc::new(launcher)).run(shutdown).await
     };
     readers_stop.cancel();
     result.map_err(RunError::from)

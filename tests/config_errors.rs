@@ -209,16 +209,9 @@ fn validate_and_the_daemon_refuse_the_same_files() {
         /// `Some(line)`: `<file>:<line>: retrievalMode: `; `None`: `<file>: retrievalMode: `.
         line: Option<usize>,
     }
-    let refused = [
-        Refused { name: "FANOUT set", extra: "retrievalMode = fanout\n", line: Some(NEXT) },
-        Refused {
-            name: "FANOUT set beside a polling key",
-            extra: "maxRecords = 5\nretrievalMode = FANOUT\n",
-            line: Some(NEXT + 1),
-        },
-        Refused { name: "DEFAULT set, no polling key", extra: "retrievalMode = DEFAULT\n", line: Some(NEXT) },
-        Refused { name: "nothing set: DEFAULT, no polling key", extra: "", line: None },
-    ];
+    // No refusal is left: FANOUT (set, or DEFAULT without a polling key) runs since enhanced
+    // fan-out is implemented. Add a case here with each new entry in config::unsupported.
+    let refused: Vec<Refused> = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for (i, case) in refused.iter().enumerate() {
@@ -249,15 +242,18 @@ fn validate_and_the_daemon_refuse_the_same_files() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 
-    for (name, extra) in
-        [("POLLING set", "retrievalMode = POLLING\n"), ("DEFAULT with a polling key", "maxRecords = 5\n")]
-    {
+    for (name, extra, mode) in [
+        ("POLLING set", "retrievalMode = POLLING\n", "POLLING"),
+        ("DEFAULT with a polling key", "maxRecords = 5\n", "POLLING"),
+        ("FANOUT set", "retrievalMode = fanout\n", "FANOUT"),
+        ("nothing set: DEFAULT, no polling key", "", "FANOUT"),
+    ] {
         let file = dir.path().join("runnable.properties");
         std::fs::write(&file, format!("{BASE}{extra}")).unwrap();
         assert!(multilangd::config::Config::load(&file).unwrap().config.check_runnable().is_ok(), "{name}");
         let (out, text) = run(&["validate".into(), file.display().to_string()]);
         assert_eq!(out.status.code(), Some(0), "{name}: {text}");
-        assert!(text.contains("retrievalMode = POLLING"), "{name}: {text}");
+        assert!(text.contains(&format!("retrievalMode = {mode}")), "{name}: {text}");
     }
 }
 
@@ -395,8 +391,8 @@ fn run_form_logs_to_stderr_only_and_accepts_log_configuration() {
     assert_ne!(out.status.code(), Some(78), "{stderr}");
 }
 
-/// The unchanged `samples/sample.properties` of amazon_kclpy 3.2.0 loads (warnings allowed)
-/// and resolves FANOUT, and `validate` accepts it exactly when the daemon would run it; with
+/// The unchanged `samples/sample.properties` of amazon_kclpy 3.2.0 loads (warnings allowed),
+/// resolves FANOUT and validates (tests/e2e_fanout.rs runs it); with
 /// `maxRecords = 100` added it resolves POLLING and validates.
 #[test]
 fn amazon_kclpy_sample_properties() {
@@ -419,19 +415,11 @@ fn amazon_kclpy_sample_properties() {
     assert_eq!(loaded.config.stream_name, "kclpysample");
     assert_eq!(loaded.config.executable.program, "sample_kclpy_app.py");
     assert_eq!(loaded.config.initial_position, multilangd::config::InitialPosition::TrimHorizon);
-    // `validate` accepts the sample exactly when the daemon would run it (FANOUT is refused
-    // at start while enhanced fan-out is not implemented).
+    // `validate` accepts the sample: the daemon runs it (enhanced fan-out).
+    assert!(loaded.config.check_runnable().is_ok());
     let (out, text) = run(&["validate".into(), file.display().to_string()]);
-    match loaded.config.check_runnable() {
-        Ok(()) => {
-            assert_eq!(out.status.code(), Some(0), "{text}");
-            assert!(text.contains("retrievalMode = FANOUT"), "{text}");
-        }
-        Err(refusal) => {
-            assert_eq!(out.status.code(), Some(78), "{text}");
-            assert!(text.contains(&refusal.to_string()), "{text}");
-        }
-    }
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("retrievalMode = FANOUT"), "{text}");
 
     let mut polling = sample.clone();
     polling.extend_from_slice(b"\nmaxRecords = 100\n");

@@ -27,7 +27,7 @@ SIZES = {
                  tput_records=1_000_000, ceiling_records=10_000_000),
 }
 
-SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "throughput", "ceiling"]
+SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling"]
 
 START_TIMEOUT_S = 120      # launch -> first record, per run (Java cold start sleeps up to 30 s)
 
@@ -189,7 +189,7 @@ def scenario_start(ctx, hot):
 def _hot_two_shard_app(ctx, scenario, spec, emus, kinesis, ddb, ddb_endpoint, **props_extra):
     """A fresh 2-shard stream with one record per shard and a pre-seeded (hot) lease table;
     writes the daemon's properties. Returns (stream, shards, app, workdir, processor_out, properties path)."""
-    prefix = "lat" if scenario == "latency" else scenario
+    prefix = {"latency": "lat", "latency-fanout": "latfo"}.get(scenario, scenario)
     stream = f"bench-{prefix}-{spec.name}-{_uid()}"
     shards = kin.create_stream(kinesis, stream, 2)
     _put_one_per_shard(kinesis, stream, shards)
@@ -306,22 +306,26 @@ def _pct(sorted_vals, q):
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
 
 
-def scenario_latency(ctx):
+def scenario_latency(ctx, fanout=False):
     p = ctx.p
     results = {}
     specs = ctx.runnable(results)
-    setup = {"emulators": "kinesis-local + dynalite", "shards": 2, "mode": "POLLING, idleTimeBetweenReadsInMillis=200, "
-             "maxRecords=10000", "load": f"PutRecord one at a time, {p['lat_rate']} records/s for {p['lat_s']} s, "
+    scenario = "latency-fanout" if fanout else "latency"
+    mode = ("FANOUT (SubscribeToShard; kinesis-local emits one event per second per subscription)" if fanout
+            else "POLLING, idleTimeBetweenReadsInMillis=200, maxRecords=10000")
+    setup = {"emulators": "kinesis-local + dynalite", "shards": 2, "mode": mode,
+             "load": f"PutRecord one at a time, {p['lat_rate']} records/s for {p['lat_s']} s, "
              "100 B, send time (taken just before the call) in the payload; latency = processor receive time - send time"}
     if not specs:
         return results, setup
-    wd = ctx.workdir("latency")
+    extra = {"retrievalMode": "FANOUT"} if fanout else {}
+    wd = ctx.workdir(scenario)
     emus = _emus_kinesis_local(wd)
     try:
         kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
         for spec in specs:
-            stream, shards, app, d, out, props = _hot_two_shard_app(ctx, "latency", spec, emus, kinesis, ddb,
-                                                    emus["ddb"].endpoint, mode="latency")
+            stream, shards, app, d, out, props = _hot_two_shard_app(ctx, scenario, spec, emus, kinesis, ddb,
+                                                    emus["ddb"].endpoint, mode="latency", extra=extra)
             run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
             try:
                 with run:
@@ -533,6 +537,8 @@ def run_scenario(ctx, name):
         return scenario_steady(ctx)
     if name == "latency":
         return scenario_latency(ctx)
+    if name == "latency-fanout":
+        return scenario_latency(ctx, fanout=True)
     if name == "throughput":
         return scenario_throughput(ctx)
     if name == "ceiling":

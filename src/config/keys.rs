@@ -232,7 +232,6 @@ const V3: Usage = Usage::NotUsed("KCL 3.x setting; multilangd implements the KCL
 const INERT_CAPACITY: Usage = Usage::NotUsed(
     "the lease table is created with PAY_PER_REQUEST billing (as in Java, where the billing mode cannot be set through properties)",
 );
-const FAN_OUT: Usage = Usage::NotUsed("enhanced fan-out is not supported yet (retrievalMode FANOUT is refused)");
 const LEGACY: Usage = Usage::NotUsed("KCL 1.x key; the Java 2.x daemon ignores it too");
 
 /// A default value (see [`KeyDefault::Value`]).
@@ -349,17 +348,17 @@ pub static KEYS: &[KeySpec] = &[
     key("millisBehindLatestThresholdForReducedTps", MS0, noted("0", "disabled"),
         "Polling slows down when this close to the tip of the stream.", Retrieval, Used),
     key("fanoutConfig.consumerArn", ValueType::ConsumerArn, NONE,
-        "Use this existing enhanced fan-out consumer instead of registering one.", Retrieval, FAN_OUT),
+        "Use this existing enhanced fan-out consumer instead of registering one.", Retrieval, Used),
     key("fanoutConfig.consumerName", Text, derived("= applicationName"),
-        "Name of the enhanced fan-out consumer to register.", Retrieval, FAN_OUT),
+        "Name of the enhanced fan-out consumer to register.", Retrieval, Used),
     key("fanoutConfig.maxDescribeStreamSummaryRetries", INT0, is("10"),
-        "Retries of DescribeStreamSummary (fan-out).", Retrieval, FAN_OUT),
+        "Retries of DescribeStreamSummary (fan-out).", Retrieval, Used),
     key("fanoutConfig.maxDescribeStreamConsumerRetries", INT0, is("10"),
-        "Retries of DescribeStreamConsumer (fan-out).", Retrieval, FAN_OUT),
+        "Retries of DescribeStreamConsumer (fan-out).", Retrieval, Used),
     key("fanoutConfig.registerStreamConsumerRetries", INT0, is("10"),
-        "Retries of RegisterStreamConsumer (fan-out).", Retrieval, FAN_OUT),
+        "Retries of RegisterStreamConsumer (fan-out).", Retrieval, Used),
     key("fanoutConfig.retryBackoffMillis", MS0, is("1000"),
-        "Backoff between those retries (fan-out).", Retrieval, FAN_OUT),
+        "Backoff between those retries (fan-out).", Retrieval, Used),
     key("callProcessRecordsEvenForEmptyRecordList", Bool, is("false"),
         "Send processRecords with an empty record list too.", Retrieval, Used),
     // ---- Leases and coordination

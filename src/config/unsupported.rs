@@ -5,7 +5,7 @@
 //! `multilangd validate` and [`crate::run`] call it, so the two cannot disagree about a file.
 //! docs/configuration.md lists the checks ([`markdown_list`]; a unit test keeps it in sync).
 
-use super::{Config, Problem, RetrievalMode};
+use super::{Config, Problem};
 
 /// One start-time refusal.
 #[derive(Debug, Clone, Copy)]
@@ -19,20 +19,9 @@ pub struct Unsupported {
     pub check: fn(&Config) -> Option<String>,
 }
 
-/// Every start-time refusal that depends only on the configuration.
-pub static UNSUPPORTED: &[Unsupported] = &[Unsupported {
-    key: "retrievalMode",
-    when: "resolves to FANOUT (set so, or DEFAULT with no polling key set): enhanced fan-out is not implemented yet",
-    check: fan_out,
-}];
-
-fn fan_out(config: &Config) -> Option<String> {
-    (config.retrieval_mode == RetrievalMode::FanOut).then(|| {
-        "resolves to FANOUT (enhanced fan-out), which this version of multilangd does not support yet; set \
-         `retrievalMode = POLLING` (or any polling key such as maxRecords)"
-            .to_owned()
-    })
-}
+/// Every start-time refusal that depends only on the configuration. Empty since enhanced
+/// fan-out (the last one, `retrievalMode` resolving to FANOUT) is implemented.
+pub static UNSUPPORTED: &[Unsupported] = &[];
 
 /// The refusals that apply to `config`, each at its key's line when the key is set in the
 /// file (named as written), else at file level.
@@ -61,7 +50,7 @@ pub fn markdown_list() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{keys, properties, ConfigError};
+    use crate::config::{keys, properties};
 
     fn config(extra: &str) -> Config {
         let text = format!(
@@ -83,19 +72,9 @@ mod tests {
     fn a_runnable_file_passes() {
         assert!(config("retrievalMode = POLLING\n").check_runnable().is_ok());
         assert!(config("maxRecords = 100\n").check_runnable().is_ok());
-    }
-
-    #[test]
-    fn fan_out_is_refused_at_the_key_or_at_file_level() {
-        let at_line = config("retrievalMode = fanout\n").check_runnable().unwrap_err();
-        let text = at_line.to_string();
-        assert!(matches!(at_line, ConfigError::Unsupported { .. }), "{at_line:?}");
-        assert!(text.starts_with("unsupported configuration in /etc/app.properties (1 problem):"), "{text}");
-        assert!(text.contains("\n  /etc/app.properties:5: retrievalMode: resolves to FANOUT"), "{text}");
-        let by_default = config("").check_runnable().unwrap_err().to_string();
-        assert!(by_default.contains("\n  /etc/app.properties: retrievalMode: resolves to FANOUT"), "{by_default}");
-        let explicit_default = config("\nretrievalMode = DEFAULT\n").check_runnable().unwrap_err().to_string();
-        assert!(explicit_default.contains("/etc/app.properties:6: retrievalMode: "), "{explicit_default}");
+        // FANOUT, set or by default (no polling key).
+        assert!(config("retrievalMode = fanout\n").check_runnable().is_ok());
+        assert!(config("").check_runnable().is_ok());
     }
 
     /// docs/configuration.md must contain exactly the generated list between the markers.

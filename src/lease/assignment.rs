@@ -69,12 +69,62 @@ pub trait LeaseAssignment: Send + Sync {
     async fn stopped(&mut self) -> Result<(), LeaseError> {
         Ok(())
     }
+
+    /// This worker's consumer of `parent` has checkpointed `SHARD_END` (its child leases
+    /// exist). An assignment may take the children now rather than at its next round, so
+    /// they start within moments of the parent's end. Leases acquired are added to `held`.
+    /// The default takes nothing.
+    ///
+    /// # Errors
+    /// When the lease table cannot be read or written; the children are then left to the
+    /// regular rounds.
+    async fn shard_ended(&mut self, held: &LeaseRenewer, parent: &str) -> Result<Vec<HeldLease>, LeaseError> {
+        let _ = (held, parent);
+        Ok(Vec::new())
+    }
+}
+
+/// Takes the unowned child leases of `parent` whose parents have all ended (for a merge:
+/// the worker that finishes the *last* parent takes the child, which can then start at once).
+/// Children owned by anyone, or with a parent still being processed, are left to the regular
+/// rounds; the taker rebalances over-allocation later, as usual.
+///
+/// # Errors
+/// The store's error for a failed read or take.
+pub async fn take_ended_children(
+    store: &dyn LeaseStore,
+    held: &LeaseRenewer,
+    parent: &str,
+) -> Result<Vec<HeldLease>, LeaseError> {
+    let Some(parent_lease) = store.get_lease(parent).await? else { return Ok(Vec::new()) };
+    let mut taken = Vec::new();
+    'children: for child in &parent_lease.child_shard_ids {
+        let Some(lease) = store.get_lease(child).await? else { continue };
+        if lease.owner.is_some() || lease.checkpoint.position == crate::sequence::Position::ShardEnd {
+            continue;
+        }
+        for other in lease.parent_shard_ids.iter().filter(|p| p.as_str() != parent) {
+            let ended = match store.get_lease(other).await? {
+                Some(other) => other.checkpoint.position == crate::sequence::Position::ShardEnd,
+                None => true,
+            };
+            if !ended {
+                continue 'children;
+            }
+        }
+        if let Some(acquired) = held.acquire(&lease).await? {
+            tracing::info!(parent, child = %acquired.lease.key, "took the child lease of a shard this worker finished");
+            taken.push(acquired);
+        }
+    }
+    Ok(taken)
 }
 
 /// The KCL 2.x protocol: the [`LeaseTaker`] on its fixed cadence (`2 × (failover + 25 ms)`),
 /// plus an extra round when a lease of another worker looks abandoned.
 pub struct TakerAssignment {
     taker: LeaseTaker,
+    store: Arc<dyn LeaseStore>,
     next_regular: Instant,
 }
 
@@ -82,7 +132,7 @@ impl TakerAssignment {
     /// A 2.x assignment for `worker_id`; the first round is due at once.
     #[must_use]
     pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, settings: TakerSettings) -> Self {
-        Self { taker: LeaseTaker::new(store, worker_id, settings), next_regular: Instant::now() }
+        Self { taker: LeaseTaker::new(store.clone(), worker_id, settings), store, next_regular: Instant::now() }
     }
 
     /// The regular interval between rounds.
@@ -114,5 +164,12 @@ impl LeaseAssignment for TakerAssignment {
         }
         let (acquired, report) = self.taker.take_round(held).await?;
         Ok(AssignmentRound { acquired, hand_off: Vec::new(), take: Some(report) })
+    }
+
+    /// KCL 2.x lets any worker take an unowned lease: the worker that finished a parent takes
+    /// its children at once instead of at the next taker round (up to `2 × failover` later;
+    /// Java's children start 17–21 s after the parent's end).
+    async fn shard_ended(&mut self, held: &LeaseRenewer, parent: &str) -> Result<Vec<HeldLease>, LeaseError> {
+        take_ended_children(self.store.as_ref(), held, parent).await
     }
 }

@@ -365,7 +365,7 @@ impl Scheduler {
                 }
                 _ = dispatch_tick.tick() => self.dispatch(renewer, &mut consumers),
                 Some(finished) = consumers.join_next() => {
-                    self.on_finished(finished, assignment.as_mut(), renewer).await;
+                    self.on_finished(finished, assignment.as_mut(), renewer, shutdown).await;
                     self.dispatch(renewer, &mut consumers);
                 }
                 _ = progress_tick.tick() => log_progress(&consumers),
@@ -441,9 +441,23 @@ impl Scheduler {
         }
     }
 
-    /// Follows up on a consumer that ended: completes a hand-off.
-    async fn on_finished(&self, finished: Finished, assignment: &mut dyn LeaseAssignment, renewer: &LeaseRenewer) {
-        // Not raced with shutdown: one conditional write that completes the transfer.
+    /// Follows up on a consumer that ended: completes a hand-off; after a shard end, lets the
+    /// assignment take the children at once (the caller dispatches them).
+    ///
+    /// Neither is raced with shutdown: a take or a transfer cut short after DynamoDB applied
+    /// it would leave a lease owned but neither renewed nor released.
+    async fn on_finished(
+        &self,
+        finished: Finished,
+        assignment: &mut dyn LeaseAssignment,
+        renewer: &LeaseRenewer,
+        shutdown: &Shutdown,
+    ) {
+        if matches!(finished.outcome, ConsumerOutcome::ShardEnded) && !shutdown.is_requested() {
+            if let Err(e) = assignment.shard_ended(renewer, &finished.shard_id).await {
+                warn!(shard_id = %finished.shard_id, error = %e, "could not take the child leases now; the next round will");
+            }
+        }
         if finished.handed_off && !matches!(finished.outcome, ConsumerOutcome::ShardEnded) {
             if let Err(e) = assignment.handed_off(renewer, &finished.shard_id).await {
                 warn!(shard_id = %finished.shard_id, error = %e, "lease hand-off failed; the lease will expire instead");

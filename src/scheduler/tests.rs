@@ -606,3 +606,33 @@ async fn a_stop_during_a_take_still_releases_the_taken_lease() {
     assert_eq!(lease.owner, None, "taken during the stop, then released: {lease:?}");
     assert_eq!(store.calls(crate::lease::memory::Op::ReleaseLease), 1);
 }
+
+/// The worker that finished a parent takes the unowned children at once instead of at the
+/// next taker round (20 s apart here): a split's children and, after both parents ended, a
+/// merge's child deliver records within seconds, parents first.
+#[tokio::test]
+async fn children_are_taken_as_soon_as_their_parents_end() {
+    let stream = InMemoryStream::with_shards(1).with_max_records(50);
+    let parent = stream.shards()[0].shard_id.clone();
+    put(&stream, &parent, 5);
+    // failoverTimeMillis = 10 s: taker rounds 20 s apart; the only one in this test is at start.
+    let h = start(config("failoverTimeMillis = 10000\n"), stream.clone(), FakeLauncher::new(FakeBehaviour::default()));
+    h.wait_until("the parent's records", |h| h.records_seen(&parent).len() >= 5).await;
+    // Resharded while the worker runs: the child leases appear at the parent's shard end.
+    let children: Vec<String> = stream.split_shard(&parent).iter().map(|c| c.shard_id.clone()).collect();
+    for child in &children {
+        put(&stream, child, 3);
+    }
+    let started = tokio::time::Instant::now();
+    h.wait_until("the split's children deliver", |h| children.iter().all(|c| h.records_seen(c).len() >= 3)).await;
+    let merged = stream.merge_shards(&children[0], &children[1]).shard_id.clone();
+    put(&stream, &merged, 4);
+    h.wait_until("the merged child delivers", |h| h.records_seen(&merged).len() >= 4).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "children waited for a taker round: {:?}", started.elapsed());
+    let (store, launcher) = h.stop().await;
+    for child in &children {
+        assert_eq!(launcher.records_seen_ordered(child).len(), 3);
+        assert_eq!(store.lease(child).unwrap().checkpoint.position, Position::ShardEnd);
+    }
+    assert!(launcher.events(&parent).contains(&FakeEvent::ShardEnded));
+}

@@ -1,8 +1,9 @@
 //! Classifying Kinesis SDK errors: the one place that decides whether a failed call is
 //! retried, backs off, re-creates an iterator, ends the shard, or is surfaced.
 //!
-//! The retrieval code (polling today, fan-out later) and the shard lister call
-//! [`classify`] and act on the [`ErrorClass`]; none of them inspects error codes itself.
+//! The retrieval code (polling and fan-out) and the shard lister call [`classify`] (or, for
+//! the errors that arrive inside a SubscribeToShard event stream, [`classify_event_stream`])
+//! and act on the [`ErrorClass`]; none of them inspects error codes itself.
 //! Clients used with this module should have the SDK's own retries turned off
 //! ([`super::kinesis::without_sdk_retries`]) so that the KCL-style backoff here is in charge.
 //!
@@ -15,6 +16,9 @@ use std::error::Error as StdError;
 
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardError;
+use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
+use aws_smithy_types::event_stream::RawMessage;
 
 /// What to do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,12 @@ pub enum Operation {
     ListShards,
     /// `SubscribeToShard` (enhanced fan-out).
     SubscribeToShard,
+    /// `DescribeStreamSummary` (fan-out consumer registration).
+    DescribeStreamSummary,
+    /// `DescribeStreamConsumer` (fan-out consumer registration).
+    DescribeStreamConsumer,
+    /// `RegisterStreamConsumer` (fan-out consumer registration).
+    RegisterStreamConsumer,
 }
 
 impl Operation {
@@ -60,6 +70,9 @@ impl Operation {
             Self::GetRecords => "GetRecords",
             Self::ListShards => "ListShards",
             Self::SubscribeToShard => "SubscribeToShard",
+            Self::DescribeStreamSummary => "DescribeStreamSummary",
+            Self::DescribeStreamConsumer => "DescribeStreamConsumer",
+            Self::RegisterStreamConsumer => "RegisterStreamConsumer",
         }
     }
 }
@@ -88,6 +101,87 @@ where
         // `SdkError` is non-exhaustive; a future kind of failure is not known to be retryable.
         _ => ErrorClass::Fatal,
     }
+}
+
+/// Classifies a failed `SubscribeToShard` call (the HTTP exchange before the first event), by
+/// the modelled error variant; unmodelled errors fall back to [`classify`].
+///
+/// `ResourceInUseException` (another subscription to the same consumer and shard is active, e.g.
+/// the previous owner's after a lease moved, or the consumer is not ACTIVE yet) is
+/// [`ErrorClass::Transient`]; `LimitExceededException` (1 subscribe per second per consumer and
+/// shard) is [`ErrorClass::Throttled`].
+#[must_use]
+pub fn classify_subscribe(error: &SdkError<SubscribeToShardError, HttpResponse>) -> ErrorClass {
+    let SdkError::ServiceError(context) = error else {
+        return classify(Operation::SubscribeToShard, error);
+    };
+    match context.err() {
+        SubscribeToShardError::ResourceNotFoundException(_) => ErrorClass::NotFound,
+        SubscribeToShardError::ResourceInUseException(_) | SubscribeToShardError::InternalFailureException(_) => {
+            ErrorClass::Transient
+        }
+        SubscribeToShardError::LimitExceededException(_) | SubscribeToShardError::KmsThrottlingException(_) => {
+            ErrorClass::Throttled
+        }
+        SubscribeToShardError::AccessDeniedException(_)
+        | SubscribeToShardError::DryRunOperationException(_)
+        | SubscribeToShardError::InvalidArgumentException(_)
+        | SubscribeToShardError::KmsDisabledException(_)
+        | SubscribeToShardError::KmsInvalidStateException(_)
+        | SubscribeToShardError::KmsAccessDeniedException(_)
+        | SubscribeToShardError::KmsNotFoundException(_)
+        | SubscribeToShardError::KmsOptInRequired(_) => ErrorClass::Fatal,
+        _ => classify(Operation::SubscribeToShard, error),
+    }
+}
+
+/// Classifies an error received from a SubscribeToShard event stream (`recv()`), by variant:
+/// in-stream exceptions carry no error code (`code()` is `None`), so codes cannot be used.
+///
+/// Transport failures (connection reset, HTTP/2 `GOAWAY`, dispatch failures), timeouts and
+/// undecodable messages are [`ErrorClass::Transient`]: the subscription is re-established.
+#[must_use]
+pub fn classify_event_stream(error: &SdkError<SubscribeToShardEventStreamError, RawMessage>) -> ErrorClass {
+    match error {
+        SdkError::ServiceError(context) => match context.err() {
+            SubscribeToShardEventStreamError::ResourceNotFoundException(_) => ErrorClass::NotFound,
+            SubscribeToShardEventStreamError::ResourceInUseException(_)
+            | SubscribeToShardEventStreamError::InternalFailureException(_) => ErrorClass::Transient,
+            SubscribeToShardEventStreamError::KmsThrottlingException(_) => ErrorClass::Throttled,
+            SubscribeToShardEventStreamError::KmsDisabledException(_)
+            | SubscribeToShardEventStreamError::KmsInvalidStateException(_)
+            | SubscribeToShardEventStreamError::KmsAccessDeniedException(_)
+            | SubscribeToShardEventStreamError::KmsNotFoundException(_)
+            | SubscribeToShardEventStreamError::KmsOptInRequired(_) => ErrorClass::Fatal,
+            // An exception this SDK does not model: the service's problem, worth another try.
+            _ => ErrorClass::Transient,
+        },
+        SdkError::ConstructionFailure(_) => ErrorClass::Fatal,
+        SdkError::DispatchFailure(failure) if failure.is_user() => ErrorClass::Fatal,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => ErrorClass::Transient,
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// True for `ResourceInUseException` from SubscribeToShard, before or inside the event stream:
+/// the normal sign of a subscription handed over between workers (logged quietly).
+#[must_use]
+pub fn is_subscription_in_use(
+    subscribe: Option<&SdkError<SubscribeToShardError, HttpResponse>>,
+    in_stream: Option<&SdkError<SubscribeToShardEventStreamError, RawMessage>>,
+) -> bool {
+    let before =
+        subscribe.and_then(SdkError::as_service_error).is_some_and(SubscribeToShardError::is_resource_in_use_exception);
+    let inside = in_stream
+        .and_then(SdkError::as_service_error)
+        .is_some_and(SubscribeToShardEventStreamError::is_resource_in_use_exception);
+    before || inside
+}
+
+/// An event-stream error and its sources on one line.
+#[must_use]
+pub fn describe_event_stream(error: &SdkError<SubscribeToShardEventStreamError, RawMessage>) -> String {
+    DisplayErrorContext(error).to_string()
 }
 
 fn by_code(operation: Operation, code: &str, status: u16) -> ErrorClass {
@@ -216,6 +310,56 @@ mod tests {
         assert_eq!(classify(Operation::GetRecords, &user), ErrorClass::Fatal);
         let build: SdkError<GetRecordsError, HttpResponse> = SdkError::construction_failure("missing field");
         assert_eq!(classify(Operation::GetRecords, &build), ErrorClass::Fatal);
+    }
+
+    #[test]
+    fn event_stream_errors_by_variant_not_code() {
+        use aws_sdk_kinesis::types::error::{
+            InternalFailureException, KmsAccessDeniedException, ResourceInUseException, ResourceNotFoundException,
+        };
+        type E = SubscribeToShardEventStreamError;
+        let in_stream = |e: E| SdkError::<E, RawMessage>::service_error(e, RawMessage::invalid(None));
+        let cases = [
+            (in_stream(E::ResourceInUseException(ResourceInUseException::builder().build())), ErrorClass::Transient),
+            (
+                in_stream(E::ResourceNotFoundException(ResourceNotFoundException::builder().build())),
+                ErrorClass::NotFound,
+            ),
+            (
+                in_stream(E::InternalFailureException(InternalFailureException::builder().build())),
+                ErrorClass::Transient,
+            ),
+            (in_stream(E::KmsAccessDeniedException(KmsAccessDeniedException::builder().build())), ErrorClass::Fatal),
+            (
+                SdkError::dispatch_failure(ConnectorError::io(std::io::Error::other("GOAWAY").into())),
+                ErrorClass::Transient,
+            ),
+            (SdkError::response_error("bad frame", RawMessage::invalid(None)), ErrorClass::Transient),
+        ];
+        for (error, class) in cases {
+            // In-stream exceptions carry no error code: the variant decides.
+            assert_eq!(classify_event_stream(&error), class, "{error:?}");
+        }
+        let in_use = in_stream(E::ResourceInUseException(ResourceInUseException::builder().build()));
+        assert!(is_subscription_in_use(None, Some(&in_use)));
+        let other = in_stream(E::InternalFailureException(InternalFailureException::builder().build()));
+        assert!(!is_subscription_in_use(None, Some(&other)));
+    }
+
+    #[test]
+    fn subscribe_errors_by_variant() {
+        use aws_sdk_kinesis::types::error::{LimitExceededException, ResourceInUseException};
+        let limit = SubscribeToShardError::LimitExceededException(LimitExceededException::builder().build());
+        assert_eq!(classify_subscribe(&service(limit, 400)), ErrorClass::Throttled);
+        let in_use =
+            service(SubscribeToShardError::ResourceInUseException(ResourceInUseException::builder().build()), 400);
+        assert_eq!(classify_subscribe(&in_use), ErrorClass::Transient);
+        assert!(is_subscription_in_use(Some(&in_use), None));
+        let unmodelled = SubscribeToShardError::generic(ErrorMetadata::builder().code("AccessDeniedException").build());
+        assert_eq!(classify_subscribe(&service(unmodelled, 400)), ErrorClass::Fatal);
+        let io: SdkError<SubscribeToShardError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(std::io::Error::other("reset").into()));
+        assert_eq!(classify_subscribe(&io), ErrorClass::Transient);
     }
 
     #[test]

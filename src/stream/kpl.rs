@@ -403,16 +403,18 @@ fn parse_tag(buf: Bytes) -> Parse<()> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_encoder {
-    //! A tiny KPL aggregate encoder for tests (this module and the stream tests).
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_encoder {
+    //! A tiny KPL aggregate encoder for tests (unit tests, and integration tests through the
+    //! `test-support` feature).
 
     use md5::{Digest, Md5};
 
     /// One user record to encode: (partition key index, explicit hash key index, data).
-    pub(crate) type Entry<'a> = (u64, Option<u64>, &'a [u8]);
+    pub type Entry<'a> = (u64, Option<u64>, &'a [u8]);
 
-    pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
+    /// Appends a protobuf varint.
+    pub fn varint(out: &mut Vec<u8>, mut v: u64) {
         loop {
             let byte = (v & 0x7F) as u8;
             v >>= 7;
@@ -424,19 +426,21 @@ pub(crate) mod test_encoder {
         }
     }
 
-    pub(crate) fn len_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    /// Appends a length-delimited protobuf field.
+    pub fn len_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
         varint(out, field << 3 | 2);
         varint(out, bytes.len() as u64);
         out.extend_from_slice(bytes);
     }
 
-    pub(crate) fn varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
+    /// Appends a varint protobuf field.
+    pub fn varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
         varint(out, field << 3);
         varint(out, v);
     }
 
     /// The protobuf body of an `AggregatedRecord`.
-    pub(crate) fn body(pks: &[&str], ehks: &[&str], records: &[Entry<'_>]) -> Vec<u8> {
+    pub fn body(pks: &[&str], ehks: &[&str], records: &[Entry<'_>]) -> Vec<u8> {
         let mut out = Vec::new();
         for pk in pks {
             len_field(&mut out, 1, pk.as_bytes());
@@ -457,7 +461,7 @@ pub(crate) mod test_encoder {
     }
 
     /// Magic + body + MD5(body).
-    pub(crate) fn wrap(body: &[u8]) -> Vec<u8> {
+    pub fn wrap(body: &[u8]) -> Vec<u8> {
         let mut out = super::MAGIC.to_vec();
         out.extend_from_slice(body);
         out.extend_from_slice(&Md5::digest(body));
@@ -465,7 +469,7 @@ pub(crate) mod test_encoder {
     }
 
     /// A complete aggregate.
-    pub(crate) fn aggregate(pks: &[&str], ehks: &[&str], records: &[Entry<'_>]) -> Vec<u8> {
+    pub fn aggregate(pks: &[&str], ehks: &[&str], records: &[Entry<'_>]) -> Vec<u8> {
         wrap(&body(pks, ehks, records))
     }
 }

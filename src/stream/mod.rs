@@ -1,7 +1,7 @@
 //! Reading shards: the [`ShardReader`] seam and its Kinesis implementations.
 //!
 //! A shard consumer asks its reader for the next [`RecordBatch`]; the reader hides how
-//! records are fetched (polling GetRecords in [`polling`]; enhanced fan-out later), retries
+//! records are fetched (polling GetRecords in [`polling`], SubscribeToShard in [`fanout`]), retries
 //! and backs off on throttling and transient errors, recreates expired iterators, and marks
 //! the end of a closed shard with its child shards. Records come out deaggregated (KPL) and
 //! already filtered: nothing at or below the starting checkpoint is returned.
@@ -14,6 +14,7 @@
 pub mod errors;
 #[cfg(test)]
 pub(crate) mod fake_kinesis;
+pub mod fanout;
 pub mod filter;
 pub mod kinesis;
 pub mod kpl;

@@ -99,6 +99,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `kind` with `props`, logging to `log`.
     pub fn start(kind: Kind, props: &Path, log: &Path) -> Self {
+        Self::start_with_env(kind, props, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. `PATH`, `SSL_CERT_FILE`).
+    pub fn start_with_env(kind: Kind, props: &Path, log: &Path, env: &[(&str, String)]) -> Self {
         let out = std::fs::File::create(log).expect("create daemon log");
         let err = out.try_clone().expect("clone log");
         let mut command = match kind {
@@ -122,6 +127,7 @@ impl Daemon {
             .env("AWS_ACCESS_KEY_ID", "x")
             .env("AWS_SECRET_ACCESS_KEY", "x")
             .env("AWS_REGION", "us-east-1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

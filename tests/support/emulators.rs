@@ -130,8 +130,18 @@ pub fn start_dynalite() -> Emulator {
 /// kinesis-local (kinesis-mock) on a plain-HTTP port, with 100 ms control-plane durations.
 /// It also opens a TLS port (unused here); both are chosen free.
 pub fn start_kinesis_local() -> Emulator {
-    let port = free_port();
+    start_kinesis_local_on(free_port(), None)
+}
+
+/// kinesis-local whose TLS port (HTTP/1.1 and HTTP/2 by ALPN) serves the certificate and key
+/// in `cert_json` (`{"server": {"key": PEM, "cert": PEM}}`). Returns it and the TLS port.
+pub fn start_kinesis_local_tls(cert_json: &std::path::Path) -> (Emulator, u16) {
     let tls_port = free_port();
+    (start_kinesis_local_on(tls_port, Some(cert_json)), tls_port)
+}
+
+fn start_kinesis_local_on(tls_port: u16, cert_json: Option<&std::path::Path>) -> Emulator {
+    let port = free_port();
     let package = node_modules().join("kinesis-local");
     let mut command = Command::new("node");
     command.arg(package.join("main.js")).current_dir(&package);
@@ -140,6 +150,9 @@ pub fn start_kinesis_local() -> Emulator {
         .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
         .env("SHARD_LIMIT", "200")
         .env("LOG_LEVEL", "WARN");
+    if let Some(cert_json) = cert_json {
+        command.env("KINESIS_MOCK_CERT_PATH", cert_json);
+    }
     for key in [
         "CREATE_STREAM_DURATION",
         "DELETE_STREAM_DURATION",

@@ -11,6 +11,9 @@
 //! - [`model`]: model types shared across layers (records, hash-key ranges, checkpoint errors).
 //! - [`sequence`]: sequence numbers, sentinels and their ordering.
 //! - [`status`]: the worker status snapshot the scheduler publishes for operations.
+//! - [`telemetry`]: typed events (lease takes, child exits, call latencies) lower layers record.
+//! - [`ops`]: operations — Prometheus `/metrics`, `/healthz`, `/readyz`, CloudWatch metrics,
+//!   systemd notify — reading the status snapshot and the telemetry events.
 //! - [`aws`]: SDK clients from the configuration.
 //! - [`backoff`]: exponential backoff with jitter (retried calls, consumer restarts).
 
@@ -21,12 +24,14 @@ pub mod config;
 pub mod lease;
 pub mod leases_report;
 pub mod model;
+pub mod ops;
 pub mod protocol;
 pub mod scheduler;
 pub mod sequence;
 pub mod shard;
 pub mod status;
 pub mod stream;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +42,7 @@ use crate::config::Config;
 use crate::lease::dynamodb::DynamoLeaseStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
+use crate::status::{StatusPublisher, WorkerStatus};
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
 use crate::stream::shards::{KinesisShardLister, ListShardsSettings, ShardLister};
@@ -58,14 +64,21 @@ pub enum RunError {
     /// ([`Config::check_runnable`]).
     #[error(transparent)]
     Unsupported(#[from] config::ConfigError),
+    /// Operations (HTTP server, CloudWatch client) could not start.
+    #[error(transparent)]
+    Ops(#[from] ops::OpsError),
 }
 
 impl RunError {
     /// True when the failure is the configuration's (exit code 78, not worth restarting).
     #[must_use]
     pub fn is_config_error(&self) -> bool {
-        matches!(self, Self::Aws(aws::AwsError::NoRegion { .. }) | Self::Unsupported(_))
-            || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
+        matches!(
+            self,
+            Self::Aws(aws::AwsError::NoRegion { .. })
+                | Self::Unsupported(_)
+                | Self::Ops(ops::OpsError::CloudWatch(aws::AwsError::NoRegion { .. }))
+        ) || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
     }
 }
 
@@ -87,9 +100,30 @@ pub fn default_worker_id() -> String {
 /// A [`RunError`] when the daemon cannot start or must stop.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     config.check_runnable()?;
+    let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
+    // ---- operations (issue 12): started before the worker, finished after it.
+    let (status, status_rx) = StatusPublisher::new(WorkerStatus::starting(
+        worker_id.clone(),
+        config.application_name.clone(),
+        config.table_name.clone(),
+    ));
+    let operations = ops::Operations::start(&config, &worker_id, status_rx, shutdown.clone()).await?;
+    let result = run_worker(config, worker_id, status, shutdown).await;
+    operations.finish().await;
+    result
+}
+
+/// The worker itself. `status` is the snapshot operations read.
+// TODO(lead, issue 9): hand `status` to the scheduler, which publishes phase, renewal and
+// shard states; until then operations see a worker that stays `starting`.
+async fn run_worker(
+    config: Config,
+    worker_id: String,
+    _status: StatusPublisher,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let config = Arc::new(config);
     let clients = aws::clients(&config).await?;
-    let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
     let store = Arc::new(
         DynamoLeaseStore::new(
             clients.dynamodb.clone(),

@@ -37,6 +37,10 @@ struct Cli {
     /// --log-level / RUST_LOG and --log-format.
     #[arg(short = 'l', long = "log-configuration", value_name = "FILE")]
     log_configuration: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /readyz and /status on HOST:PORT (a bare PORT binds
+    /// 127.0.0.1); wins over `multilangd.httpAddress`.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_http_address)]
+    http_address: Option<std::net::SocketAddr>,
     #[command(flatten)]
     logging: LogArgs,
 }
@@ -99,6 +103,12 @@ enum Command {
         #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+}
+
+fn parse_http_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    multilangd::config::parse_listen_address(text).ok_or_else(|| {
+        format!("`{text}`: expected IP:PORT, [IPv6]:PORT, localhost:PORT or a bare PORT (binds 127.0.0.1)")
+    })
 }
 
 /// A positive number of seconds (fractions allowed).
@@ -205,7 +215,10 @@ fn daemon(cli: &Cli) -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let config = loaded.config;
+    let mut config = loaded.config;
+    if let Some(address) = cli.http_address {
+        config.http_address = Some(address);
+    }
     tracing::info!(
         file = %path.display(),
         application = %config.application_name,

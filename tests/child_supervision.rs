@@ -380,9 +380,10 @@ async fn sigkill_is_seen_promptly_while_idle_inside_select() {
     })
     .await
     .expect("exit not seen within 1 s");
+    println!("SIGKILL seen after {:?}", killed_at.elapsed());
     assert_eq!(exit, ChildExit::Signal(9));
     assert_eq!(exit.to_string(), "killed by SIGKILL");
-    assert!(killed_at.elapsed() < Duration::from_secs(1));
+    assert!(killed_at.elapsed() < SLACK, "{:?}", killed_at.elapsed());
     assert_eq!(child.try_wait(), Some(ChildExit::Signal(9)));
     drop(pipes.stdin);
 }
@@ -413,13 +414,16 @@ async fn kill_sends_sigkill_to_the_group() {
     let (mut child, _pipes) = spawn(&sh("trap '' TERM; sleep 300"), "exit-kill");
     let started = Instant::now();
     assert_eq!(child.kill().await, ChildExit::Signal(9));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    println!("killed after {:?}", started.elapsed());
+    assert!(started.elapsed() < SLACK, "took {:?}", started.elapsed());
 }
 
 // ---------------------------------------------------------------------------------------
 // Graceful stop
 
 const GRACE: Duration = Duration::from_millis(200);
+/// Upper bounds on a shared 2-core machine are generous; the figures are printed.
+const SLACK: Duration = Duration::from_secs(5);
 /// For children expected to exit on their own: long enough never to escalate on a loaded
 /// machine, and never actually waited for.
 const LONG_GRACE: Duration = Duration::from_secs(5);
@@ -430,7 +434,8 @@ async fn stop_child_that_exits_on_eof_is_quick_and_successful() {
     drop(pipes.stdin);
     let started = Instant::now();
     assert_eq!(child.stop(LONG_GRACE).await, ChildExit::Success);
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    println!("stopped after {:?}", started.elapsed());
+    assert!(started.elapsed() < SLACK, "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -440,7 +445,8 @@ async fn stop_escalates_to_sigkill_for_a_child_ignoring_eof_and_sigterm() {
     let started = Instant::now();
     assert_eq!(child.stop(GRACE).await, ChildExit::Signal(9));
     let took = started.elapsed();
-    assert!(took >= 2 * GRACE && took < 2 * GRACE + Duration::from_secs(1), "took {took:?}");
+    println!("escalated to SIGKILL after {took:?} (2 × grace = {:?})", 2 * GRACE);
+    assert!(took >= 2 * GRACE && took < 2 * GRACE + SLACK, "took {took:?}");
 }
 
 #[tokio::test]
@@ -476,7 +482,8 @@ async fn stop_kills_grandchildren_left_behind_by_a_clean_exit() {
     drop(pipes.stdin);
     let started = Instant::now();
     assert_eq!(child.stop(LONG_GRACE).await, ChildExit::Success);
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    println!("stopped after {:?}", started.elapsed());
+    assert!(started.elapsed() < SLACK, "took {:?}", started.elapsed());
     assert_dies(grandchild, "grandchild").await;
 }
 

@@ -297,9 +297,33 @@ impl ChildProcess {
     /// Outside a tokio runtime (the stderr drain is a tokio task).
     #[tracing::instrument(name = "child_spawn", skip_all, fields(shard_id = %shard_id, program = %executable.program))]
     pub fn spawn(executable: &Executable, shard_id: &str) -> Result<(Self, ChildPipes), SpawnError> {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let path_var = std::env::var_os("PATH");
-        let (mut child, program) = start(executable, shard_id, path_var.as_deref(), &cwd)?;
+        let started = start_here(executable, shard_id)?;
+        Ok(Self::supervise(executable, shard_id, started))
+    }
+
+    /// [`ChildProcess::spawn`] without blocking the async runtime: the `PATH` search (file
+    /// system look-ups) and the fork/exec run on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`ChildProcess::spawn`].
+    pub async fn spawn_async(executable: &Executable, shard_id: &str) -> Result<(Self, ChildPipes), SpawnError> {
+        let (exe, shard) = (executable.clone(), shard_id.to_owned());
+        let started = match tokio::task::spawn_blocking(move || start_here(&exe, &shard)).await {
+            Ok(started) => started?,
+            Err(e) => {
+                return Err(SpawnError::Io {
+                    shard_id: shard_id.to_owned(),
+                    program: executable.program.clone(),
+                    resolved: PathBuf::from(&executable.program),
+                    source: io::Error::other(e.to_string()),
+                })
+            }
+        };
+        Ok(Self::supervise(executable, shard_id, started))
+    }
+
+    fn supervise(executable: &Executable, shard_id: &str, started: (Child, PathBuf)) -> (Self, ChildPipes) {
+        let (mut child, program) = started;
 
         let pid = child.id().expect("invariant: a freshly spawned child has not been reaped");
         let pgid = Pid::from_raw(i32::try_from(pid).expect("invariant: Linux pids fit in i32"));
@@ -320,7 +344,7 @@ impl ChildProcess {
             exit: None,
             stderr_drain: Some(stderr_drain),
         };
-        Ok((supervisor, ChildPipes { stdin, stdout }))
+        (supervisor, ChildPipes { stdin, stdout })
     }
 
     /// The child's pid (also its process group id).
@@ -535,6 +559,14 @@ fn lookup(program: &str, path_var: Option<&OsStr>, cwd: &Path) -> Lookup {
 }
 
 /// Resolves and starts the program; returns the child and the path executed.
+/// [`start`] with this process's working directory and `PATH` (blocking: file system look-ups
+/// and fork/exec).
+fn start_here(executable: &Executable, shard_id: &str) -> Result<(Child, PathBuf), SpawnError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path_var = std::env::var_os("PATH");
+    start(executable, shard_id, path_var.as_deref(), &cwd)
+}
+
 fn start(
     executable: &Executable,
     shard_id: &str,

@@ -12,6 +12,7 @@
 //! Writes are attribute-level updates only, so attributes written by other KCL versions
 //! (`throughputKBps`, `checkpointOwner`, `entityType`, future ones) survive.
 
+pub mod assignment;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod dynamodb;

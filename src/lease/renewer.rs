@@ -169,6 +169,7 @@ struct Inner {
     worker_id: String,
     config: RenewerConfig,
     leases: Mutex<HashMap<String, Arc<Entry>>>,
+    last_round: Mutex<Option<(Instant, RenewRound)>>,
 }
 
 /// The held-lease set of one worker. Cheap to clone; clones share the set.
@@ -192,7 +193,13 @@ impl LeaseRenewer {
     #[must_use]
     pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, config: RenewerConfig) -> Self {
         Self {
-            inner: Arc::new(Inner { store, worker_id: worker_id.into(), config, leases: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                store,
+                worker_id: worker_id.into(),
+                config,
+                leases: Mutex::new(HashMap::new()),
+                last_round: Mutex::new(None),
+            }),
         }
     }
 
@@ -508,7 +515,14 @@ impl LeaseRenewer {
             }
         }
         round.lost.sort();
+        *self.inner.last_round.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), round.clone()));
         round
+    }
+
+    /// When the last renewal round finished and what it did (`None` before the first).
+    #[must_use]
+    pub fn last_round(&self) -> Option<(Instant, RenewRound)> {
+        self.inner.last_round.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Renews every `renew_interval` (first round at once) until `cancel` is cancelled.
@@ -545,23 +559,7 @@ impl LeaseRenewer {
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
                 let Ok(_permit) = permits.acquire_owned().await else { return false };
-                let _write = entry.write.lock().await;
-                let lease = entry.state().lease.clone();
-                entry.lost.cancel();
-                match store.release_lease(&lease).await {
-                    Ok(true) => {
-                        info!(lease = %lease.key, "released lease");
-                        true
-                    }
-                    Ok(false) => {
-                        debug!(lease = %lease.key, "lease changed before release; not released");
-                        false
-                    }
-                    Err(e) => {
-                        warn!(lease = %lease.key, error = %e, "could not release lease");
-                        false
-                    }
-                }
+                matches!(release_entry(store.as_ref(), &entry).await, Ok(true))
             });
         }
         let mut released = 0;
@@ -571,6 +569,38 @@ impl LeaseRenewer {
             }
         }
         released
+    }
+
+    /// Stops holding `key` and releases it in the table (owner removed, conditioned on the
+    /// counter) so its next owner can take it at once. Returns whether the release was
+    /// written; `Ok(false)` when the lease was not held or changed meanwhile.
+    ///
+    /// # Errors
+    /// When the table cannot be written (the lease then expires instead).
+    pub async fn release(&self, key: &str) -> Result<bool, LeaseError> {
+        let Some(entry) = self.leases().remove(key) else { return Ok(false) };
+        release_entry(self.inner.store.as_ref(), &entry).await
+    }
+}
+
+/// Ends the tenure of an entry already removed from the held set and releases its lease.
+async fn release_entry(store: &dyn LeaseStore, entry: &Entry) -> Result<bool, LeaseError> {
+    let _write = entry.write.lock().await;
+    let lease = entry.state().lease.clone();
+    entry.lost.cancel();
+    match store.release_lease(&lease).await {
+        Ok(true) => {
+            info!(lease = %lease.key, "released lease");
+            Ok(true)
+        }
+        Ok(false) => {
+            debug!(lease = %lease.key, "lease changed before release; not released");
+            Ok(false)
+        }
+        Err(e) => {
+            warn!(lease = %lease.key, error = %e, "could not release lease");
+            Err(e)
+        }
     }
 }
 

@@ -3,13 +3,16 @@
 //! Tasks (all owned here; nothing is detached):
 //! - the lease renewer ([`crate::lease::renewer`]) renews held leases every
 //!   `failover/3` and cancels a lease's token the moment it is lost;
-//! - the taker ([`crate::lease::taker`]) runs one round at start and then every
-//!   `2 × (failover + 25 ms)`; leases it takes are handed to the renewer and get a consumer
-//!   at once;
-//! - one consumer task per held lease ([`crate::shard::consumer`]). A consumer that fails
+//! - the lease assignment ([`crate::lease::assignment`]; KCL 2.x: the taker, one round at
+//!   start and then every `2 × (failover + 25 ms)`) decides which leases this worker holds;
+//!   leases it acquires are in the renewer's held set and get a consumer at once, leases it
+//!   hands off are stopped gracefully one by one;
+//! - one consumer task per held lease ([`crate::shard::consumer`]), owned by the
+//!   [`ConsumerSet`] with a [`consumers::ShardHandle`] per shard. A consumer that fails
 //!   (processor crash, protocol error, stream error) is restarted from the lease's stored
 //!   checkpoint with exponential backoff while the lease is still held; other shards are
-//!   not affected;
+//!   not affected; a processor that cannot start at all (missing program) is retried
+//!   slowly and reported;
 //! - the leases recovery audit ([`audit`], tick): on the leader, checks that the leases in
 //!   progress cover the hash-key range and runs a shard sync ([`hierarchy`]) when the same
 //!   hole persists;
@@ -22,36 +25,44 @@
 //! ran get leases at once rather than after the audit's three rounds. (Java 2.5.8 skips the
 //! sync when it finds the table non-empty; the sync is idempotent, so running it is safe.)
 //!
-//! Shutdown (the token passed to [`Scheduler::run`] is cancelled): stop taking, ask every
-//! consumer to shut down gracefully (`shutdownRequested`, then `leaseLost`) within
-//! `shutdownGraceMillis`, kill what is left, then release the held leases in DynamoDB
-//! (owner removed, conditioned on the counter) so other workers — Java or multilangd —
-//! can take them at once instead of waiting `failoverTimeMillis`.
+//! Shutdown ([`Shutdown::request`]): stop taking, ask every consumer to shut down gracefully
+//! (`shutdownRequested`, then `leaseLost`) within `shutdownGraceMillis`, kill what is left,
+//! then release the held leases in DynamoDB (owner removed, conditioned on the counter) so
+//! other workers — Java or multilangd — can take them at once instead of waiting
+//! `failoverTimeMillis`. [`Shutdown::force`] (a second signal) at any point kills every
+//! record processor at once and makes one release attempt bounded by
+//! [`FORCED_RELEASE_TIMEOUT`].
+//!
+//! The scheduler publishes a [`WorkerStatus`] snapshot ([`Scheduler::status`]) after every
+//! dispatch round and every change; operations read it and never reach in here.
 
 pub mod audit;
 pub mod cleanup;
+pub mod consumers;
 pub mod hierarchy;
 pub mod sync;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use self::audit::{AuditSettings, Auditor};
 use self::cleanup::{CleanupSettings, LeaseCleaner};
-use crate::backoff::{Backoff, BackoffPolicy};
+pub use self::consumers::ConsumerSet;
+use self::consumers::Finished;
 use crate::config::{Config, InitialPosition};
+use crate::lease::assignment::{LeaseAssignment, TakerAssignment};
 use crate::lease::renewer::{ConcurrencyToken, LeaseRenewer, RenewerConfig};
-use crate::lease::taker::{LeaseTaker, TakerSettings};
+use crate::lease::taker::TakerSettings;
 use crate::lease::{LeaseError, LeaseStore};
 use crate::shard::checkpointer::{CheckpointFailure, CheckpointStore};
-use crate::shard::consumer::{run_consumer, ConsumerContext, ConsumerOutcome, ConsumerSettings, ShardProgress};
+use crate::shard::consumer::{ConsumerContext, ConsumerOutcome, ConsumerSettings};
 use crate::shard::processor::ProcessorLauncher;
+use crate::shutdown::Shutdown;
+use crate::status::{RenewalStatus, StatusPublisher, StatusReceiver, WorkerPhase, WorkerStatus};
 use crate::stream::shards::ShardLister;
 use crate::stream::ShardReaderFactory;
 
@@ -61,8 +72,10 @@ const DISPATCH_INTERVAL: Duration = Duration::from_secs(1);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// Start-up attempts before giving up (Java: `maxInitializationAttempts` = 20).
 const MAX_INITIALIZATION_ATTEMPTS: u32 = 20;
-/// How often the KCL 3.x migration state is re-read.
-const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the KCL 3.x migration state is re-read (by default).
+pub const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a forced stop (second signal) may spend releasing the held leases.
+pub const FORCED_RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The shortest period of a configurable tick (a zero period would panic).
 const MIN_TICK: Duration = Duration::from_millis(1);
 
@@ -99,19 +112,9 @@ pub struct Scheduler {
     launcher: Arc<dyn ProcessorLauncher>,
     audit: AuditSettings,
     cleanup: CleanupSettings,
-}
-
-struct Running {
-    task: tokio::task::Id,
-    started: Instant,
-}
-
-#[derive(Default)]
-struct ShardState {
-    backoff: Option<Backoff>,
-    retry_at: Option<Instant>,
-    ended: bool,
-    progress: Arc<ShardProgress>,
+    migration_check_interval: Duration,
+    status: StatusPublisher,
+    assignment: Option<Box<dyn LeaseAssignment>>,
 }
 
 impl Scheduler {
@@ -127,7 +130,22 @@ impl Scheduler {
     ) -> Self {
         let audit = AuditSettings { min_sync_gap: config.shard_sync_interval, ..AuditSettings::default() };
         let cleanup = CleanupSettings::from_config(&config);
-        Self { config, worker_id, store, lister, readers, launcher, audit, cleanup }
+        let mut initial = WorkerStatus::starting(&worker_id, &config.application_name, store.table_name());
+        initial.failover_time = config.failover_time;
+        let (status, _) = StatusPublisher::new(initial);
+        Self {
+            config,
+            worker_id,
+            store,
+            lister,
+            readers,
+            launcher,
+            audit,
+            cleanup,
+            migration_check_interval: MIGRATION_CHECK_INTERVAL,
+            status,
+            assignment: None,
+        }
     }
 
     /// Replaces the audit timing (defaults: Java's 60 s / 120 s / 3 audits).
@@ -142,6 +160,27 @@ impl Scheduler {
     pub fn with_cleanup_settings(mut self, cleanup: CleanupSettings) -> Self {
         self.cleanup = cleanup;
         self
+    }
+
+    /// Replaces how often the KCL 3.x migration state is re-read (default
+    /// [`MIGRATION_CHECK_INTERVAL`]).
+    #[must_use]
+    pub fn with_migration_check_interval(mut self, interval: Duration) -> Self {
+        self.migration_check_interval = interval.max(MIN_TICK);
+        self
+    }
+
+    /// Replaces the lease assignment (default: the KCL 2.x [`TakerAssignment`]).
+    #[must_use]
+    pub fn with_assignment(mut self, assignment: Box<dyn LeaseAssignment>) -> Self {
+        self.assignment = Some(assignment);
+        self
+    }
+
+    /// The worker's status snapshots, from start to stop.
+    #[must_use]
+    pub fn status(&self) -> StatusReceiver {
+        self.status.subscribe()
     }
 
     fn taker_settings(&self) -> TakerSettings {
@@ -188,6 +227,7 @@ impl Scheduler {
         }
         self.check_migration_state().await?;
         let existing = self.store.list_leases().await.map_err(SchedulerError::LeaseTable)?;
+        self.lease_table_ok();
         if existing.leases.is_empty() {
             sync::initial_sync(&self.lister, &self.store, self.config.initial_position).await?;
         } else if self.config.skip_shard_sync_at_worker_initialization_if_leases_exist {
@@ -214,16 +254,27 @@ impl Scheduler {
         }
     }
 
-    /// Runs until `shutdown` is cancelled, then shuts down gracefully.
+    /// Runs until a stop is requested, then shuts down gracefully (or at once when forced).
     ///
     /// # Errors
-    /// Only start-up failures are fatal; at run time failures are per shard and retried.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+    /// Only start-up failures and a fleet switching to KCL 3.x are fatal; at run time
+    /// failures are per shard and retried.
+    pub async fn run(mut self, shutdown: impl Into<Shutdown>) -> Result<(), SchedulerError> {
+        let shutdown = shutdown.into();
         info!(worker_id = %self.worker_id, table = %self.store.table_name(), "worker starting");
+        let assignment = self.assignment.take().unwrap_or_else(|| {
+            Box::new(TakerAssignment::new(self.store.clone(), self.worker_id.clone(), self.taker_settings()))
+        });
+        let result = self.run_inner(assignment, &shutdown).await;
+        self.status.update(|s| s.phase = WorkerPhase::Stopped);
+        result
+    }
+
+    async fn run_inner(&self, assignment: Box<dyn LeaseAssignment>, shutdown: &Shutdown) -> Result<(), SchedulerError> {
         let mut attempt = 1;
         loop {
             let prepared = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.requested() => return Ok(()),
                 prepared = self.prepare() => prepared,
             };
             match prepared {
@@ -233,9 +284,10 @@ impl Scheduler {
                 Err(e) => {
                     let pause = self.config.scheduler_initialization_backoff;
                     warn!(error = %e, attempt, retry_in = ?pause, "worker initialization failed; retrying");
+                    self.lease_table_error(&e);
                     attempt += 1;
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.requested() => return Ok(()),
                         () = tokio::time::sleep(pause) => {}
                     }
                 }
@@ -244,34 +296,35 @@ impl Scheduler {
         let renewer =
             LeaseRenewer::new(self.store.clone(), self.worker_id.clone(), RenewerConfig::from_config(&self.config));
         let renewer_stop = CancellationToken::new();
-        let mut background = JoinSet::new();
+        let mut background = tokio::task::JoinSet::new();
         background.spawn({
             let renewer = renewer.clone();
             let stop = renewer_stop.clone();
             async move { renewer.run(stop).await }
         });
 
-        let result = self.main_loop(&renewer, &shutdown).await;
+        let result = self.main_loop(assignment, &renewer, shutdown).await;
 
         renewer_stop.cancel();
         while background.join_next().await.is_some() {}
         result
     }
 
-    async fn main_loop(&self, renewer: &LeaseRenewer, shutdown: &CancellationToken) -> Result<(), SchedulerError> {
-        let mut taker = LeaseTaker::new(self.store.clone(), self.worker_id.clone(), self.taker_settings());
-        let mut consumers: JoinSet<(String, ConsumerOutcome)> = JoinSet::new();
-        let mut running: HashMap<String, Running> = HashMap::new();
-        let mut shards: HashMap<String, ShardState> = HashMap::new();
-        let consumers_stop = CancellationToken::new();
+    async fn main_loop(
+        &self,
+        mut assignment: Box<dyn LeaseAssignment>,
+        renewer: &LeaseRenewer,
+        shutdown: &Shutdown,
+    ) -> Result<(), SchedulerError> {
+        self.status.update(|s| s.lease_protocol = assignment.protocol().to_owned());
+        let mut consumers = ConsumerSet::new();
 
-        let mut take_tick = tokio::time::interval(taker.interval());
-        take_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dispatch_tick = tokio::time::interval(DISPATCH_INTERVAL);
         dispatch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut progress_tick = tokio::time::interval_at(Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
         let mut migration_tick =
-            tokio::time::interval_at(Instant::now() + MIGRATION_CHECK_INTERVAL, MIGRATION_CHECK_INTERVAL);
+            tokio::time::interval_at(Instant::now() + self.migration_check_interval, self.migration_check_interval);
+        migration_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut auditor = Auditor::new(
             self.worker_id.clone(),
             self.store.clone(),
@@ -290,35 +343,24 @@ impl Scheduler {
 
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = sleep_until_some(taker.confirmation_due()) => {
-                    // A lease of another worker looks abandoned: confirm its expiry now rather
-                    // than at the next regular round.
-                    match taker.take_round(renewer).await {
-                        Ok(_) => self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop),
-                        Err(e) => warn!(error = %e, "lease taker round failed"),
-                    }
+                () = shutdown.requested() => break,
+                () = tokio::time::sleep_until(assignment.next_round()) => {
+                    self.assign(assignment.as_mut(), renewer, &mut consumers, shutdown).await;
                 }
-                _ = take_tick.tick() => {
-                    match taker.take_round(renewer).await {
-                        Ok(_) => {
-                            self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
-                        }
-                        Err(e) => warn!(error = %e, "lease taker round failed"),
-                    }
+                _ = dispatch_tick.tick() => self.dispatch(renewer, &mut consumers),
+                Some(finished) = consumers.join_next() => {
+                    self.on_finished(finished, assignment.as_mut(), renewer, shutdown).await;
+                    self.dispatch(renewer, &mut consumers);
                 }
-                _ = dispatch_tick.tick() => {
-                    self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
-                }
-                Some(joined) = consumers.join_next() => {
-                    self.on_consumer_done(joined, &mut running, &mut shards);
-                    self.dispatch(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop);
-                }
-                _ = progress_tick.tick() => log_progress(&shards, &running),
+                _ = progress_tick.tick() => log_progress(&consumers),
                 _ = audit_tick.tick() => self.run_audit(&mut auditor, shutdown).await,
-                _ = cleanup_tick.tick() => self.clean_up(&mut cleaner, renewer, &mut shards, shutdown).await,
+                _ = cleanup_tick.tick() => self.clean_up(&mut cleaner, renewer, &mut consumers, shutdown).await,
                 _ = migration_tick.tick() => {
-                    if let Err(e) = self.check_migration_state().await {
+                    let checked = tokio::select! {
+                        () = shutdown.requested() => Ok(()),
+                        checked = self.check_migration_state() => checked,
+                    };
+                    if let Err(e) = checked {
                         error!(error = %e, "stopping: the fleet switched to KCL 3.x");
                         fatal = Some(e);
                         break;
@@ -326,15 +368,66 @@ impl Scheduler {
                 }
             }
         }
-        self.shut_down(renewer, &mut consumers, &mut running, &mut shards, &consumers_stop).await;
-        log_progress(&shards, &running);
+        self.shut_down(renewer, &mut consumers, shutdown).await;
+        log_progress(&consumers);
         fatal.map_or(Ok(()), Err)
     }
 
+    /// One assignment round (cut short by shutdown); starts consumers for acquired leases
+    /// and stops the ones to hand off.
+    async fn assign(
+        &self,
+        assignment: &mut dyn LeaseAssignment,
+        renewer: &LeaseRenewer,
+        consumers: &mut ConsumerSet,
+        shutdown: &Shutdown,
+    ) {
+        let round = tokio::select! {
+            () = shutdown.requested() => return,
+            round = assignment.round(renewer) => round,
+        };
+        match round {
+            Ok(round) => {
+                self.lease_table_ok();
+                for key in &round.hand_off {
+                    if consumers.stop_one(key) {
+                        info!(shard_id = %key, "handing the lease off: stopping its record processor gracefully");
+                    } else if let Err(e) = assignment.handed_off(renewer, key).await {
+                        warn!(shard_id = %key, error = %e, "lease hand-off failed; the lease will expire instead");
+                    }
+                }
+                self.dispatch(renewer, consumers);
+            }
+            Err(e) => {
+                warn!(error = %e, protocol = assignment.protocol(), "lease assignment round failed");
+                self.lease_table_error(&e);
+            }
+        }
+    }
+
+    /// Follows up on a consumer that ended: completes a hand-off.
+    async fn on_finished(
+        &self,
+        finished: Finished,
+        assignment: &mut dyn LeaseAssignment,
+        renewer: &LeaseRenewer,
+        shutdown: &Shutdown,
+    ) {
+        if finished.handed_off && !matches!(finished.outcome, ConsumerOutcome::ShardEnded) {
+            let handed = tokio::select! {
+                () = shutdown.requested() => return,
+                handed = assignment.handed_off(renewer, &finished.shard_id) => handed,
+            };
+            if let Err(e) = handed {
+                warn!(shard_id = %finished.shard_id, error = %e, "lease hand-off failed; the lease will expire instead");
+            }
+        }
+    }
+
     /// One lease audit (a no-op unless this worker is the leader); cut short by shutdown.
-    async fn run_audit(&self, auditor: &mut Auditor, shutdown: &CancellationToken) {
+    async fn run_audit(&self, auditor: &mut Auditor, shutdown: &Shutdown) {
         tokio::select! {
-            () = shutdown.cancelled() => {}
+            () = shutdown.requested() => {}
             audited = auditor.audit() => {
                 if let Err(e) = audited {
                     warn!(error = %e, "lease audit failed");
@@ -349,44 +442,32 @@ impl Scheduler {
         &self,
         cleaner: &mut LeaseCleaner,
         renewer: &LeaseRenewer,
-        shards: &mut HashMap<String, ShardState>,
-        shutdown: &CancellationToken,
+        consumers: &mut ConsumerSet,
+        shutdown: &Shutdown,
     ) {
-        for (key, state) in shards.iter() {
-            if state.ended {
-                cleaner.enqueue(key);
-            }
+        for key in consumers.ended() {
+            cleaner.enqueue(key);
         }
         let removed = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.requested() => return,
             removed = cleaner.run_due() => removed,
         };
         for key in removed {
             renewer.drop_lease(&key);
-            shards.remove(&key);
+            consumers.forget(&key);
         }
     }
 
-    /// Starts a consumer for every held lease that has none (and is not backing off).
-    fn dispatch(
-        &self,
-        renewer: &LeaseRenewer,
-        consumers: &mut JoinSet<(String, ConsumerOutcome)>,
-        running: &mut HashMap<String, Running>,
-        shards: &mut HashMap<String, ShardState>,
-        consumers_stop: &CancellationToken,
-    ) {
+    /// Starts a consumer for every held lease that has none (and is not backing off), then
+    /// publishes the status.
+    fn dispatch(&self, renewer: &LeaseRenewer, consumers: &mut ConsumerSet) {
         let now = Instant::now();
-        for held in renewer.held() {
-            let key = held.lease.key.clone();
-            if running.contains_key(&key) {
+        let held = renewer.held();
+        for held in &held {
+            let key = &held.lease.key;
+            if !consumers.may_start(key, now) {
                 continue;
             }
-            let state = shards.entry(key.clone()).or_default();
-            if state.ended || state.retry_at.is_some_and(|t| t > now) {
-                continue;
-            }
-            let stop = consumers_stop.child_token();
             let ctx = ConsumerContext {
                 lease: held.lease.clone(),
                 leases: self.store.clone(),
@@ -395,109 +476,87 @@ impl Scheduler {
                 launcher: self.launcher.clone(),
                 settings: self.consumer_settings(),
                 lease_lost: held.lost.clone(),
-                shutdown: stop.clone(),
-                progress: state.progress.clone(),
+                shutdown: consumers.new_stop_token(),
+                progress: consumers.progress(key),
             };
-            info!(shard_id = %key, checkpoint = %held.lease.checkpoint, "starting shard consumer");
-            let task = consumers.spawn({
-                let key = key.clone();
-                async move { (key, run_consumer(ctx).await) }
-            });
-            running.insert(key, Running { task: task.id(), started: Instant::now() });
+            consumers.start(ctx);
         }
+        let held: std::collections::HashSet<&str> = held.iter().map(|h| h.lease.key.as_str()).collect();
+        consumers.mark_held(|key| held.contains(key));
+        self.publish_consumers(renewer, consumers);
     }
 
-    fn on_consumer_done(
-        &self,
-        joined: Result<(String, ConsumerOutcome), tokio::task::JoinError>,
-        running: &mut HashMap<String, Running>,
-        shards: &mut HashMap<String, ShardState>,
-    ) {
-        let (key, outcome) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                // A panic in a consumer is a bug; the shard is restarted like a failure.
-                let key = running.iter().find(|(_, r)| r.task == e.id()).map(|(k, _)| k.clone());
-                error!(error = %e, shard_id = ?key, "a shard consumer task panicked");
-                let Some(key) = key else { return };
-                (key, ConsumerOutcome::Failed(crate::shard::consumer::ConsumerError::Panicked(e.to_string())))
-            }
+    async fn shut_down(&self, renewer: &LeaseRenewer, consumers: &mut ConsumerSet, shutdown: &Shutdown) {
+        self.status.update(|s| s.phase = WorkerPhase::ShuttingDown);
+        info!(shards = consumers.running(), grace = ?self.config.shutdown_grace, "shutting down: asking record processors to finish");
+        let forced = tokio::select! {
+            () = consumers.shut_down(self.config.shutdown_grace) => false,
+            () = shutdown.forced() => true,
         };
-        let uptime = running.remove(&key).map_or(Duration::ZERO, |r| r.started.elapsed());
-        let state = shards.entry(key.clone()).or_default();
-        match outcome {
-            ConsumerOutcome::ShardEnded => {
-                state.ended = true;
-                state.backoff = None;
-            }
-            ConsumerOutcome::LeaseLost | ConsumerOutcome::ShutdownComplete => {
-                state.backoff = None;
-                state.retry_at = None;
-            }
-            ConsumerOutcome::Failed(error) => {
-                let backoff = state.backoff.get_or_insert_with(|| Backoff::new(BackoffPolicy::restarts()));
-                let delay = backoff.next_delay_after(uptime);
-                state.retry_at = Some(Instant::now() + delay);
-                error!(
-                    shard_id = %key, %error, retry_in = ?delay,
-                    "shard consumer failed; restarting this shard from its last checkpoint"
-                );
-            }
-        }
-    }
-
-    async fn shut_down(
-        &self,
-        renewer: &LeaseRenewer,
-        consumers: &mut JoinSet<(String, ConsumerOutcome)>,
-        running: &mut HashMap<String, Running>,
-        shards: &mut HashMap<String, ShardState>,
-        consumers_stop: &CancellationToken,
-    ) {
-        info!(shards = running.len(), grace = ?self.config.shutdown_grace, "shutting down: asking record processors to finish");
-        consumers_stop.cancel();
-        let deadline = tokio::time::sleep(self.config.shutdown_grace);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                joined = consumers.join_next() => match joined {
-                    Some(joined) => self.on_consumer_done(joined, running, shards),
-                    None => break,
-                },
-                () = &mut deadline => {
-                    warn!(remaining = consumers.len(), "shutdownGraceMillis expired; killing the remaining record processors");
-                    consumers.shutdown().await;
-                    break;
+        if forced {
+            warn!(remaining = consumers.running(), "second signal: killing every record processor now");
+            consumers.abort_all().await;
+            match tokio::time::timeout(FORCED_RELEASE_TIMEOUT, renewer.release_all()).await {
+                Ok(released) => info!(released, "released leases"),
+                Err(_) => {
+                    warn!(timeout = ?FORCED_RELEASE_TIMEOUT, "releasing the leases took too long; the rest will expire")
                 }
             }
+        } else {
+            let released = tokio::select! {
+                released = renewer.release_all() => Some(released),
+                () = shutdown.forced() => tokio::time::timeout(FORCED_RELEASE_TIMEOUT, renewer.release_all()).await.ok(),
+            };
+            info!(released = ?released, "released leases");
         }
-        let released = renewer.release_all().await;
-        info!(released, "released leases");
+        self.publish_consumers(renewer, consumers);
+    }
+
+    fn publish_consumers(&self, renewer: &LeaseRenewer, consumers: &ConsumerSet) {
+        let shards = consumers.statuses();
+        let renewal = renewer.last_round().map(|(at, round)| RenewalStatus {
+            at,
+            ok: round.failed == 0,
+            renewed: round.renewed,
+            failed: round.failed,
+        });
+        self.status.update(|s| {
+            if s.phase == WorkerPhase::Starting {
+                s.phase = WorkerPhase::Running;
+            }
+            if let Some(renewal) = renewal {
+                if renewal.ok {
+                    s.lease_table_ok_at = Some(s.lease_table_ok_at.map_or(renewal.at, |t| t.max(renewal.at)));
+                }
+                s.last_renewal = Some(renewal);
+            }
+            s.shards = shards;
+        });
+    }
+
+    fn lease_table_ok(&self) {
+        self.status.update(|s| {
+            s.lease_table_ok_at = Some(Instant::now());
+            s.lease_table_error = None;
+        });
+    }
+
+    fn lease_table_error(&self, error: &dyn std::fmt::Display) {
+        let message = error.to_string();
+        self.status.update(|s| s.lease_table_error = Some(message));
     }
 }
 
-/// Sleeps until `at`, or forever when `None` (for an optional `select!` branch).
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn log_progress(shards: &HashMap<String, ShardState>, running: &HashMap<String, Running>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut keys: Vec<&String> = shards.keys().collect();
-    keys.sort();
-    for key in keys {
-        let p = &shards[key].progress;
-        let checkpoint = p.checkpoint.lock().map(|c| c.clone()).unwrap_or_default();
+fn log_progress(consumers: &ConsumerSet) {
+    for status in consumers.statuses() {
         info!(
-            shard_id = %key,
-            running = running.contains_key(key),
-            records = p.records.load(Relaxed),
-            batches = p.batches.load(Relaxed),
-            millis_behind_latest = p.millis_behind_latest.load(Relaxed),
-            checkpoint = %checkpoint,
+            shard_id = %status.shard_id,
+            state = status.phase.as_str(),
+            records = status.records,
+            batches = status.batches,
+            millis_behind_latest = status.millis_behind_latest.unwrap_or(-1),
+            checkpoint = %status.checkpoint,
+            restarts = status.restarts,
             "progress"
         );
     }

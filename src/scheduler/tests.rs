@@ -337,3 +337,251 @@ async fn with_skip_shard_sync_the_audit_creates_the_missing_lease_after_three_si
     let lists = store.calls(crate::lease::memory::Op::ListLeases);
     assert!(lists >= 4, "three audits and the sync's own scan: {lists}");
 }
+
+fn start_forceable(
+    config: Config,
+    stream: InMemoryStream,
+    launcher: FakeLauncher,
+    configure: impl FnOnce(Scheduler) -> Scheduler,
+) -> (Harness, Shutdown, StatusReceiver) {
+    let store = InMemoryLeaseStore::new("app");
+    let shutdown = Shutdown::new();
+    let scheduler = configure(Scheduler::new(
+        Arc::new(config),
+        "worker-1".to_owned(),
+        Arc::new(store.clone()),
+        Arc::new(stream.clone()),
+        Arc::new(stream.clone()),
+        Arc::new(launcher.clone()),
+    ));
+    let status = scheduler.status();
+    let task = tokio::spawn(scheduler.run(shutdown.clone()));
+    (Harness { store, launcher, shutdown: shutdown.token().clone(), task }, shutdown, status)
+}
+
+/// A record processor that never answers `shutdownRequested` is killed when
+/// `shutdownGraceMillis` expires; the leases are still released.
+#[tokio::test]
+async fn the_grace_period_kills_a_processor_that_hangs_in_shutdown() {
+    let stream = InMemoryStream::with_shards(2).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    for s in &shards {
+        put(&stream, s, 5);
+    }
+    let behaviour = FakeBehaviour { hang_on_shutdown: true, ..FakeBehaviour::default() };
+    let h = start(config("shutdownGraceMillis = 400\n"), stream, FakeLauncher::new(behaviour));
+    h.wait_until("records", |h| shards.iter().all(|s| h.records_seen(s).len() == 5)).await;
+    let started = tokio::time::Instant::now();
+    let (store, launcher) = h.stop().await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400), "waited the grace period: {took:?}");
+    assert!(took < Duration::from_secs(5), "then killed: {took:?}");
+    for s in &shards {
+        let events = launcher.events(s);
+        assert_eq!(events.last(), Some(&FakeEvent::ShutdownRequested), "{s}: hung, never got leaseLost");
+        assert_eq!(store.lease(s).unwrap().owner, None, "{s}: released after the kill");
+    }
+}
+
+/// A second signal while processors hang in `shutdownRequested`: they are killed at once
+/// (no waiting for the 60 s grace) and the leases are released.
+#[tokio::test]
+async fn a_forced_stop_kills_at_once_and_releases_the_leases() {
+    let stream = InMemoryStream::with_shards(3).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    for s in &shards {
+        put(&stream, s, 5);
+    }
+    let behaviour = FakeBehaviour { hang_on_shutdown: true, ..FakeBehaviour::default() };
+    let (h, shutdown, _) =
+        start_forceable(config("shutdownGraceMillis = 60000\n"), stream, FakeLauncher::new(behaviour), |s| s);
+    h.wait_until("records", |h| shards.iter().all(|s| h.records_seen(s).len() == 5)).await;
+    shutdown.request();
+    h.wait_until("shutdownRequested everywhere", |h| {
+        shards.iter().all(|s| h.launcher.events(s).contains(&FakeEvent::ShutdownRequested))
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    shutdown.force();
+    let Harness { store, task, .. } = h;
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops at once").unwrap().unwrap();
+    let took = started.elapsed();
+    assert!(took < FORCED_RELEASE_TIMEOUT + Duration::from_secs(2), "{took:?}");
+    for s in &shards {
+        assert_eq!(store.lease(s).unwrap().owner, None, "{s}: released");
+    }
+}
+
+/// The fleet switches to KCL 3.x while the worker runs: it stops gracefully (processors get
+/// `shutdownRequested`, leases are released) and reports the fatal condition.
+#[tokio::test]
+async fn a_fleet_switching_to_kcl_3x_stops_the_worker_gracefully() {
+    let stream = InMemoryStream::with_shards(2).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    for s in &shards {
+        put(&stream, s, 5);
+    }
+    let h = start_with(
+        config(""),
+        stream,
+        FakeLauncher::new(FakeBehaviour::default()),
+        InMemoryLeaseStore::new("app"),
+        |s| s.with_migration_check_interval(Duration::from_millis(100)).with_audit_settings(no_audit()),
+    );
+    h.wait_until("records", |h| shards.iter().all(|s| h.records_seen(s).len() == 5)).await;
+    h.store.set_migration_state(Some(crate::lease::MigrationState {
+        client_version: "CLIENT_VERSION_3X".to_owned(),
+        table: "app-CoordinatorState".to_owned(),
+    }));
+    let result = tokio::time::timeout(Duration::from_secs(10), h.task).await.expect("stops").unwrap();
+    assert!(matches!(result, Err(SchedulerError::Fleet3x { .. })), "{result:?}");
+    for s in &shards {
+        assert!(h.launcher.events(s).contains(&FakeEvent::ShutdownRequested), "{s}");
+        assert_eq!(h.store.lease(s).unwrap().owner, None, "{s}: released for the 3.x fleet");
+    }
+}
+
+/// A record processor whose program is missing is not restarted in a hot loop: the shard
+/// backs off to the longest restart delay and its status names the failure.
+#[tokio::test]
+async fn a_missing_program_is_reported_and_retried_slowly() {
+    let stream = InMemoryStream::with_shards(1).with_max_records(50);
+    let shard = stream.shards()[0].shard_id.clone();
+    let behaviour = FakeBehaviour { missing_program: true, ..FakeBehaviour::default() };
+    let (h, _shutdown, mut status) =
+        start_forceable(config(""), stream, FakeLauncher::new(behaviour), |s| s.with_audit_settings(no_audit()));
+    h.wait_until("a launch attempt", |h| h.launcher.launches(&shard) >= 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(h.launcher.launches(&shard), 1, "no hot loop");
+    let snapshot = status.borrow_and_update().clone();
+    let shard_status = snapshot.shard(&shard).expect("held shard in the status");
+    assert!(matches!(shard_status.phase, crate::status::ShardPhase::BackingOff { .. }), "{shard_status:?}");
+    assert!(shard_status.last_failure.as_deref().is_some_and(|f| f.contains("not found on PATH")), "{shard_status:?}");
+    assert_eq!(shard_status.restarts, 1);
+    h.stop().await;
+}
+
+/// The status snapshot follows the shards: processing, records delivered, checkpoints.
+#[tokio::test]
+async fn the_status_snapshot_shows_every_held_shard() {
+    let stream = InMemoryStream::with_shards(2).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    let sent: Vec<Vec<String>> = shards.iter().map(|s| put(&stream, s, 30)).collect();
+    let (h, _shutdown, mut status) =
+        start_forceable(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), |s| s);
+    h.wait_until("records", |h| shards.iter().all(|s| h.records_seen(s).len() == 30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let snapshot = status.borrow_and_update().clone();
+        let done = shards.iter().zip(&sent).all(|(s, sent)| {
+            snapshot.shard(s).is_some_and(|st| {
+                st.records == 30
+                    && st.checkpoint == *sent.last().unwrap()
+                    && st.last_sequence_delivered.as_deref() == sent.last().map(String::as_str)
+                    && st.phase == crate::status::ShardPhase::Processing
+                    && st.child_starts == 1
+            })
+        });
+        let renewed = snapshot.last_renewal.as_ref().is_some_and(|r| r.ok && r.renewed == 2);
+        if done && renewed {
+            assert_eq!(snapshot.phase, WorkerPhase::Running);
+            assert_eq!(snapshot.lease_protocol, "KCL 2.x");
+            assert!(snapshot.lease_table_ok_at.is_some());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "status never caught up: {snapshot:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _) = h.stop().await;
+    assert_eq!(status.borrow().phase, WorkerPhase::Stopped);
+}
+
+/// An assignment that takes like the 2.x taker and, from its third round on, hands one
+/// lease off (as a KCL 3.x leader would move it to another worker).
+struct HandOffOne {
+    inner: TakerAssignment,
+    key: String,
+    rounds: usize,
+    handed: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl LeaseAssignment for HandOffOne {
+    fn protocol(&self) -> &'static str {
+        "test"
+    }
+
+    fn next_round(&self) -> Instant {
+        self.inner.next_round().min(Instant::now() + Duration::from_millis(100))
+    }
+
+    async fn round(&mut self, held: &LeaseRenewer) -> Result<crate::lease::assignment::AssignmentRound, LeaseError> {
+        self.rounds += 1;
+        let mut round = self.inner.round(held).await?;
+        if self.rounds >= 3 && self.handed.lock().unwrap().is_empty() && held.get(&self.key).is_some() {
+            round.hand_off.push(self.key.clone());
+        }
+        Ok(round)
+    }
+
+    async fn handed_off(&mut self, held: &LeaseRenewer, key: &str) -> Result<(), LeaseError> {
+        self.handed.lock().unwrap().push(key.to_owned());
+        held.release(key).await.map(|_| ())
+    }
+}
+
+/// Stopping one shard for a hand-off: its processor gets `shutdownRequested` (and
+/// checkpoints), the assignment completes the hand-off, the other shards run on untouched.
+#[tokio::test]
+async fn one_shard_is_handed_off_gracefully_while_the_others_keep_running() {
+    let stream = InMemoryStream::with_shards(3).with_max_records(50);
+    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    for s in &shards {
+        put(&stream, s, 10);
+    }
+    let handed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = InMemoryLeaseStore::new("app");
+    let assignment = HandOffOne {
+        inner: TakerAssignment::new(
+            Arc::new(store.clone()),
+            "worker-1",
+            TakerSettings {
+                failover_time: Duration::from_secs(1),
+                max_leases_for_worker: u32::MAX,
+                max_leases_to_steal_at_one_time: 1,
+                enable_priority_lease_assignment: true,
+            },
+        ),
+        key: shards[0].clone(),
+        rounds: 0,
+        handed: handed.clone(),
+    };
+    let moved = shards[0].clone();
+    let new_owner = store.clone();
+    let h = start_with(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), store, move |s| {
+        s.with_assignment(Box::new(assignment)).with_audit_settings(no_audit())
+    });
+    h.wait_until("hand-off", |_| !handed.lock().unwrap().is_empty()).await;
+    // The new owner takes the released lease (what the leader's assignee does).
+    new_owner.modify(&moved, |l| {
+        l.owner = Some("worker-2".to_owned());
+        l.counter += 1;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (store, launcher) = h.stop().await;
+    let events = launcher.events(&moved);
+    let shutdown_at = events.iter().position(|e| *e == FakeEvent::ShutdownRequested).expect("shutdownRequested");
+    assert_eq!(events.get(shutdown_at + 1), Some(&FakeEvent::Checkpoint(None)), "checkpointed at the hand-off");
+    assert_eq!(store.lease(&moved).unwrap().owner.as_deref(), Some("worker-2"));
+    assert_eq!(store.lease(&moved).unwrap().checkpoint.position.as_str(), launcher.records_seen_ordered(&moved)[9]);
+    assert_eq!(*handed.lock().unwrap(), vec![moved.clone()]);
+    for other in &shards[1..] {
+        let events = launcher.events(other);
+        assert_eq!(launcher.launches(other), 1, "{other}: never restarted");
+        assert_eq!(
+            events.iter().filter(|e| **e == FakeEvent::ShutdownRequested).count(),
+            1,
+            "{other}: only at the end"
+        );
+    }
+}

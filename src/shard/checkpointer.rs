@@ -268,4 +268,65 @@ mod tests {
         // A failed write does not move the checkpoint.
         assert_eq!(*cp.last_checkpoint(), ExtendedSequenceNumber::new(Position::TrimHorizon));
     }
+
+    /// A checkpoint the child writes between actions is served in the next action's
+    /// context (as Java does): against the window as it is then. A position beyond every
+    /// record delivered by then is refused; the last delivered record is accepted.
+    #[tokio::test]
+    async fn an_unsolicited_checkpoint_is_held_to_the_window_of_the_next_action() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+        use crate::model::Record;
+        use crate::protocol::{Action, ProtocolSession};
+
+        fn record(seq: &str) -> Record {
+            Record {
+                data: bytes::Bytes::from_static(b"x"),
+                partition_key: "pk".to_owned(),
+                sequence_number: SequenceNumber::parse(seq).unwrap(),
+                sub_sequence_number: 0,
+                approximate_arrival_timestamp_ms: 1,
+            }
+        }
+
+        let (daemon_stdin, child_stdin) = tokio::io::duplex(64 * 1024);
+        let (mut child_stdout, daemon_stdout) = tokio::io::duplex(64 * 1024);
+        let mut session = ProtocolSession::new("shardId-0", daemon_stdin, daemon_stdout, None);
+        let (store, mut cp) = setup();
+        let child = tokio::spawn(async move {
+            let mut lines = BufReader::new(child_stdin).lines();
+            let mut replies = Vec::new();
+            // First batch: acknowledge, then (between actions) ask for two checkpoints: one
+            // beyond anything delivered so far or in the next batch, one at the last record.
+            assert!(lines.next_line().await.unwrap().unwrap().contains("processRecords"));
+            child_stdout.write_all(b"{\"action\":\"status\",\"responseFor\":\"processRecords\"}\n").await.unwrap();
+            child_stdout
+                .write_all(b"{\"action\":\"checkpoint\",\"sequenceNumber\":\"250\"}\n{\"action\":\"checkpoint\",\"sequenceNumber\":\"200\"}\n")
+                .await
+                .unwrap();
+            // Second batch: both requests are served before it; read the two replies.
+            assert!(lines.next_line().await.unwrap().unwrap().contains("processRecords"));
+            for _ in 0..2 {
+                replies.push(lines.next_line().await.unwrap().unwrap());
+            }
+            child_stdout.write_all(b"{\"action\":\"status\",\"responseFor\":\"processRecords\"}\n").await.unwrap();
+            (replies, child_stdout, lines)
+        });
+        let first = [record("100")];
+        cp.delivered(first[0].extended_sequence_number());
+        session
+            .perform(Action::ProcessRecords { records: &first, millis_behind_latest: None }, Some(&mut cp))
+            .await
+            .unwrap();
+        let second = [record("150"), record("200")];
+        cp.delivered(second[1].extended_sequence_number());
+        session
+            .perform(Action::ProcessRecords { records: &second, millis_behind_latest: None }, Some(&mut cp))
+            .await
+            .unwrap();
+        let (replies, _out, _in) = child.await.unwrap();
+        assert!(replies[0].contains("\"error\":\"IllegalArgumentException\""), "{replies:?}");
+        assert!(replies[1].contains("\"error\":null"), "{replies:?}");
+        assert_eq!(*store.writes.lock().unwrap(), vec![esn("200", 0)], "never past a delivered record");
+    }
 }

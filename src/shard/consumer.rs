@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -25,11 +26,23 @@ use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher}
 use crate::lease::{Lease, LeaseError, LeaseStore};
 use crate::protocol::messages::Action;
 use crate::sequence::{ExtendedSequenceNumber, Position};
+use crate::status::{ShardPhase, ShardStatus};
 use crate::stream::{ChildShard, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
 
-/// Live counters of one shard, shared with the scheduler for progress reports and metrics.
-#[derive(Debug, Default)]
+/// Live counters of one shard, shared with the scheduler for progress reports and the
+/// status snapshot ([`crate::status`]).
+#[derive(Debug)]
 pub struct ShardProgress {
+    /// The consumer's current state (the scheduler overrides it while backing off or ended).
+    pub phase: Mutex<Option<ShardPhase>>,
+    /// Record processors started (all tenures in this process).
+    pub child_starts: AtomicU64,
+    /// The sequence number of the last record delivered.
+    pub last_sequence_delivered: Mutex<Option<String>>,
+    /// Since when an action has been outstanding at the processor.
+    pub action_since: Mutex<Option<Instant>>,
+    /// When the processor last acknowledged a `processRecords`.
+    pub last_delivery: Mutex<Option<Instant>>,
     /// Records handed to the processor (all tenures in this process).
     pub records: AtomicU64,
     /// `processRecords` actions completed.
@@ -42,12 +55,67 @@ pub struct ShardProgress {
     pub checkpoint: Mutex<String>,
 }
 
-impl ShardProgress {
-    fn set_checkpoint(&self, checkpoint: &ExtendedSequenceNumber) {
-        if let Ok(mut slot) = self.checkpoint.lock() {
-            *slot = checkpoint.to_string();
+impl Default for ShardProgress {
+    fn default() -> Self {
+        Self {
+            phase: Mutex::default(),
+            child_starts: AtomicU64::default(),
+            last_sequence_delivered: Mutex::default(),
+            action_since: Mutex::default(),
+            last_delivery: Mutex::default(),
+            records: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            bytes: AtomicU64::default(),
+            millis_behind_latest: AtomicI64::new(-1),
+            checkpoint: Mutex::default(),
         }
     }
+}
+
+impl ShardProgress {
+    fn set_checkpoint(&self, checkpoint: &ExtendedSequenceNumber) {
+        *lock(&self.checkpoint) = checkpoint.to_string();
+    }
+
+    fn set_phase(&self, phase: ShardPhase) {
+        *lock(&self.phase) = Some(phase);
+    }
+
+    fn set_action_since(&self, since: Option<Instant>) {
+        *lock(&self.action_since) = since;
+    }
+
+    /// The shard's status as the consumer sees it; `phase` is used when the consumer has
+    /// not reported one (the scheduler fills in restarts and failures).
+    #[must_use]
+    pub fn status(&self, shard_id: &str, phase: ShardPhase) -> ShardStatus {
+        let millis = self.millis_behind_latest.load(Ordering::Relaxed);
+        ShardStatus {
+            shard_id: shard_id.to_owned(),
+            phase: lock(&self.phase).clone().unwrap_or(phase),
+            records: self.records.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            last_sequence_delivered: lock(&self.last_sequence_delivered).clone(),
+            checkpoint: lock(&self.checkpoint).clone(),
+            millis_behind_latest: (millis >= 0).then_some(millis),
+            child_starts: self.child_starts.load(Ordering::Relaxed),
+            restarts: 0,
+            last_failure: None,
+            action_in_flight_since: *lock(&self.action_since),
+            last_delivery: *lock(&self.last_delivery),
+        }
+    }
+
+    /// Forgets the consumer's own phase (its task ended).
+    pub fn clear_phase(&self) {
+        *lock(&self.phase) = None;
+        self.set_action_since(None);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Settings a consumer needs from the configuration.
@@ -123,6 +191,15 @@ pub enum ConsumerError {
     NoShardEndCheckpoint(String),
 }
 
+impl ConsumerError {
+    /// True when restarting at once cannot help (e.g. the record processor's program is
+    /// missing); see [`ProcessorFailure::is_persistent`].
+    #[must_use]
+    pub fn is_persistent(&self) -> bool {
+        matches!(self, Self::Processor(failure) if failure.is_persistent())
+    }
+}
+
 enum Next {
     Stop(ConsumerOutcome),
     ShardEnd(Vec<ChildShard>),
@@ -160,11 +237,14 @@ impl Consumer {
         if let Some(outcome) = self.wait_on_parents().await {
             return outcome;
         }
+        self.ctx.progress.set_phase(ShardPhase::Initializing);
         let mut processor = match self.initialize().await {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
+        self.ctx.progress.set_phase(ShardPhase::Processing);
         let next = self.process(processor.as_mut()).await;
+        self.ctx.progress.set_phase(ShardPhase::ShuttingDown);
         let outcome = match next {
             Next::Stop(outcome) => self.finish(processor.as_mut(), outcome).await,
             Next::ShardEnd(children) => self.end_shard(processor.as_mut(), children).await,
@@ -179,6 +259,7 @@ impl Consumer {
         if parents.is_empty() {
             return None;
         }
+        self.ctx.progress.set_phase(ShardPhase::WaitingOnParents);
         loop {
             let mut blocked = None;
             let mut failed = false;
@@ -216,6 +297,7 @@ impl Consumer {
     async fn initialize(&mut self) -> Result<Box<dyn ProcessorConnection>, ConsumerOutcome> {
         let mut processor =
             self.ctx.launcher.launch(self.shard_id()).await.map_err(|e| ConsumerOutcome::Failed(e.into()))?;
+        self.ctx.progress.child_starts.fetch_add(1, Ordering::Relaxed);
         let checkpoint = self.ctx.lease.checkpoint.clone();
         let action = Action::Initialize { checkpoint: Some(&checkpoint) };
         if let Err(e) = processor.perform(action, None).await {
@@ -287,11 +369,14 @@ impl Consumer {
         }
         if let Some(last) = batch.records.last() {
             self.checkpointer.delivered(last.extended_sequence_number());
+            *lock(&self.ctx.progress.last_sequence_delivered) = Some(last.sequence_number.to_string());
         }
         let action =
             Action::ProcessRecords { records: &batch.records, millis_behind_latest: batch.millis_behind_latest };
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
+        self.ctx.progress.set_action_since(Some(started));
         let result = processor.perform(action, Some(&mut self.checkpointer)).await;
+        self.ctx.progress.set_action_since(None);
         let took = started.elapsed();
         if self.ctx.settings.log_warning_for_task_after.is_some_and(|limit| took > limit) {
             warn!(took = ?took, records = batch.records.len(), "processRecords took longer than logWarningForTaskAfterMillis");
@@ -302,6 +387,7 @@ impl Consumer {
         progress.records.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         progress.bytes.fetch_add(batch.payload_bytes as u64, Ordering::Relaxed);
         progress.batches.fetch_add(1, Ordering::Relaxed);
+        *lock(&progress.last_delivery) = Some(Instant::now());
         Ok(())
     }
 
@@ -371,5 +457,183 @@ impl Consumer {
         let ids = children.iter().map(|c| c.shard_id.clone()).collect();
         self.ctx.leases.update_child_shard_ids(self.shard_id(), &ids).await?;
         Ok(())
+    }
+}
+
+/// The consumer on its own: in-memory lease table and stream, in-process processors, a
+/// recording checkpoint store; no scheduler.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::lease::memory::InMemoryLeaseStore;
+    use crate::model::CheckpointFailure;
+    use crate::shard::fake::{FakeBehaviour, FakeEvent, FakeLauncher};
+    use crate::stream::memory::InMemoryStream;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl CheckpointStore for Recorder {
+        async fn write_checkpoint(
+            &self,
+            _: &str,
+            checkpoint: &ExtendedSequenceNumber,
+        ) -> Result<(), CheckpointFailure> {
+            self.0.lock().unwrap().push(checkpoint.to_string());
+            Ok(())
+        }
+    }
+
+    struct Setup {
+        stream: InMemoryStream,
+        store: InMemoryLeaseStore,
+        launcher: FakeLauncher,
+        checkpoints: Arc<Recorder>,
+        lost: CancellationToken,
+        shutdown: CancellationToken,
+        progress: Arc<ShardProgress>,
+    }
+
+    impl Setup {
+        fn new(shards: u32) -> Self {
+            Self {
+                stream: InMemoryStream::with_shards(shards).with_max_records(10),
+                store: InMemoryLeaseStore::new("app"),
+                launcher: FakeLauncher::new(FakeBehaviour::default()),
+                checkpoints: Arc::default(),
+                lost: CancellationToken::new(),
+                shutdown: CancellationToken::new(),
+                progress: Arc::default(),
+            }
+        }
+
+        fn shard(&self, i: usize) -> String {
+            self.stream.shards()[i].shard_id.clone()
+        }
+
+        fn spawn(&self, lease: Lease) -> tokio::task::JoinHandle<ConsumerOutcome> {
+            let ctx = ConsumerContext {
+                lease,
+                leases: Arc::new(self.store.clone()),
+                checkpoints: self.checkpoints.clone(),
+                readers: Arc::new(self.stream.clone()),
+                launcher: Arc::new(self.launcher.clone()),
+                settings: ConsumerSettings {
+                    parent_shard_poll_interval: Duration::from_millis(20),
+                    call_process_records_even_for_empty_record_list: false,
+                    at_timestamp_millis: None,
+                    task_backoff: Duration::from_millis(20),
+                    log_warning_for_task_after: None,
+                },
+                lease_lost: self.lost.clone(),
+                shutdown: self.shutdown.clone(),
+                progress: self.progress.clone(),
+            };
+            tokio::spawn(run_consumer(ctx))
+        }
+
+        async fn wait(&self, what: &str, done: impl Fn(&Self) -> bool) {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !done(self) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        }
+    }
+
+    fn lease(key: &str) -> Lease {
+        Lease::new(key, ExtendedSequenceNumber::new(Position::TrimHorizon))
+    }
+
+    #[tokio::test]
+    async fn delivers_then_shuts_down_gracefully() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        for i in 0..25 {
+            s.stream.put(&shard, "pk", format!("r{i}"));
+        }
+        let task = s.spawn(lease(&shard));
+        s.wait("25 records", |s| s.launcher.records_seen_ordered(&shard).len() == 25).await;
+        s.wait("processing", |s| *s.progress.phase.lock().unwrap() == Some(ShardPhase::Processing)).await;
+        s.shutdown.cancel();
+        let outcome = task.await.unwrap();
+        assert!(matches!(outcome, ConsumerOutcome::ShutdownComplete), "{outcome:?}");
+        let events = s.launcher.events(&shard);
+        let tail: Vec<&FakeEvent> = events.iter().rev().take(3).collect();
+        assert_eq!(tail, [&FakeEvent::LeaseLost, &FakeEvent::Checkpoint(None), &FakeEvent::ShutdownRequested]);
+        let last = s.stream.records(&shard).last().unwrap().sequence_number.to_string();
+        assert_eq!(s.checkpoints.0.lock().unwrap().last(), Some(&last));
+        assert_eq!(s.progress.records.load(Ordering::Relaxed), 25);
+        assert_eq!(s.progress.child_starts.load(Ordering::Relaxed), 1);
+        assert_eq!(*s.progress.last_sequence_delivered.lock().unwrap(), Some(last));
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_ends_with_lease_lost_only() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        s.stream.put(&shard, "pk", "r");
+        let task = s.spawn(lease(&shard));
+        s.wait("the record", |s| s.launcher.records_seen_ordered(&shard).len() == 1).await;
+        s.lost.cancel();
+        assert!(matches!(task.await.unwrap(), ConsumerOutcome::LeaseLost));
+        let events = s.launcher.events(&shard);
+        assert_eq!(events.last(), Some(&FakeEvent::LeaseLost));
+        assert!(!events.contains(&FakeEvent::ShutdownRequested));
+    }
+
+    #[tokio::test]
+    async fn a_child_waits_for_its_parent_then_a_split_ends_the_parent() {
+        let s = Setup::new(1);
+        let parent = s.shard(0);
+        s.stream.put(&parent, "pk", "before");
+        let children = s.stream.split_shard(&parent);
+        s.store.put(lease(&parent));
+        let mut child_lease = lease(&children[0].shard_id);
+        child_lease.parent_shard_ids.insert(parent.clone());
+        let child = s.spawn(child_lease);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.launcher.launches(&children[0].shard_id), 0, "waits on the parent");
+        assert_eq!(*s.progress.phase.lock().unwrap(), Some(ShardPhase::WaitingOnParents));
+
+        let parent_outcome = clone_setup(&s).spawn(lease(&parent)).await.unwrap();
+        assert!(matches!(parent_outcome, ConsumerOutcome::ShardEnded), "{parent_outcome:?}");
+        assert_eq!(s.checkpoints.0.lock().unwrap().last().map(String::as_str), Some("SHARD_END"));
+        for c in &children {
+            let created = s.store.lease(&c.shard_id).expect("child lease created at the parent's end");
+            assert!(created.parent_shard_ids.contains(&parent));
+        }
+        // The recorder does not write the table: mark the parent's end there, as the lease
+        // layer would, and the child starts.
+        s.store.modify(&parent, |l| l.checkpoint = ExtendedSequenceNumber::shard_end());
+        s.wait("the child's processor", |s| s.launcher.launches(&children[0].shard_id) == 1).await;
+        s.shutdown.cancel();
+        assert!(matches!(child.await.unwrap(), ConsumerOutcome::ShutdownComplete));
+    }
+
+    #[tokio::test]
+    async fn a_lease_at_shard_end_starts_no_processor() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        let outcome = s.spawn(Lease::new(&shard, ExtendedSequenceNumber::shard_end())).await.unwrap();
+        assert!(matches!(outcome, ConsumerOutcome::ShardEnded));
+        assert_eq!(s.launcher.launches(&shard), 0);
+    }
+
+    fn clone_setup(s: &Setup) -> Setup {
+        Setup {
+            stream: s.stream.clone(),
+            store: s.store.clone(),
+            launcher: s.launcher.clone(),
+            checkpoints: s.checkpoints.clone(),
+            lost: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            progress: Arc::default(),
+        }
     }
 }

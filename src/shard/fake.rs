@@ -5,13 +5,14 @@
 //! be told to fail after a number of batches to exercise restarts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
 use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher};
+use crate::child::{ChildExit, SpawnError};
 use crate::protocol::messages::Action;
-use crate::protocol::{CheckpointError, CheckpointRequest, Checkpointer};
+use crate::protocol::{ActionKind, CheckpointError, CheckpointRequest, Checkpointer};
 
 /// One event a fake processor saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +42,22 @@ pub struct FakeBehaviour {
     pub fail_after_batches: Option<usize>,
     /// Only fail in the first `fail_times` instances per shard.
     pub fail_times: usize,
+    /// Every launch fails as if the program were not on `PATH`.
+    pub missing_program: bool,
+    /// Never answer `shutdownRequested` (a processor that hangs while shutting down).
+    pub hang_on_shutdown: bool,
 }
 
 impl Default for FakeBehaviour {
     fn default() -> Self {
-        Self { checkpoint_each_batch: true, checkpoint_at_shard_end: true, fail_after_batches: None, fail_times: 0 }
+        Self {
+            checkpoint_each_batch: true,
+            checkpoint_at_shard_end: true,
+            fail_after_batches: None,
+            fail_times: 0,
+            missing_program: false,
+            hang_on_shutdown: false,
+        }
     }
 }
 
@@ -97,12 +109,19 @@ impl FakeLauncher {
 impl ProcessorLauncher for FakeLauncher {
     async fn launch(&self, shard_id: &str) -> Result<Box<dyn ProcessorConnection>, ProcessorFailure> {
         let instance = {
-            let mut launches = self.launches.lock().map_err(|e| ProcessorFailure::Launch(e.to_string()))?;
+            let mut launches = self.launches.lock().unwrap_or_else(PoisonError::into_inner);
             let n = launches.entry(shard_id.to_owned()).or_insert(0);
             *n += 1;
             *n
         };
-        let behaviour = self.behaviour.lock().map_err(|e| ProcessorFailure::Launch(e.to_string()))?.clone();
+        let behaviour = self.behaviour.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if behaviour.missing_program {
+            return Err(ProcessorFailure::from(SpawnError::NotOnPath {
+                shard_id: shard_id.to_owned(),
+                program: "fake-processor".to_owned(),
+                path: "/nonexistent".to_owned(),
+            }));
+        }
         let fail_after = behaviour.fail_after_batches.filter(|_| instance <= behaviour.fail_times);
         Ok(Box::new(FakeProcessor {
             shard_id: shard_id.to_owned(),
@@ -153,7 +172,11 @@ impl ProcessorConnection for FakeProcessor {
             Action::ProcessRecords { records, .. } => {
                 self.batches += 1;
                 if self.fail_after.is_some_and(|n| self.batches > n) {
-                    return Err(ProcessorFailure::Exited("killed by SIGKILL (fake)".to_owned()));
+                    return Err(ProcessorFailure::Exited {
+                        exit: ChildExit::Signal(9),
+                        during: Some(ActionKind::ProcessRecords),
+                        protocol: None,
+                    });
                 }
                 for r in records {
                     self.push(FakeEvent::Record(r.sequence_number.to_string(), r.sub_sequence_number));
@@ -164,6 +187,9 @@ impl ProcessorConnection for FakeProcessor {
             }
             Action::ShutdownRequested => {
                 self.push(FakeEvent::ShutdownRequested);
+                if self.behaviour.hang_on_shutdown {
+                    std::future::pending::<()>().await;
+                }
                 self.checkpoint(checkpointer).await;
             }
             Action::LeaseLost => self.push(FakeEvent::LeaseLost),
@@ -178,8 +204,7 @@ impl ProcessorConnection for FakeProcessor {
     }
 
     async fn exited(&mut self) -> ProcessorFailure {
-        std::future::pending::<()>().await;
-        ProcessorFailure::Exited("unreachable".to_owned())
+        std::future::pending::<ProcessorFailure>().await
     }
 
     async fn shutdown(self: Box<Self>) {}

@@ -13,6 +13,7 @@ use crate::config::Executable;
 use crate::protocol::messages::Action;
 use crate::protocol::session::ProtocolSession;
 use crate::protocol::Checkpointer;
+use crate::protocol::{ProtocolError, ProtocolErrorKind};
 
 /// How long a status that was already written may still arrive after the child exited.
 const STATUS_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -37,8 +38,7 @@ impl ChildLauncher {
 #[async_trait]
 impl ProcessorLauncher for ChildLauncher {
     async fn launch(&self, shard_id: &str) -> Result<Box<dyn ProcessorConnection>, ProcessorFailure> {
-        let (child, pipes) =
-            ChildProcess::spawn(&self.executable, shard_id).map_err(|e| ProcessorFailure::Launch(e.to_string()))?;
+        let (child, pipes) = ChildProcess::spawn_async(&self.executable, shard_id).await?;
         info!(pid = child.pid(), program = %child.program().display(), "record processor started");
         let session = ProtocolSession::new(shard_id, pipes.stdin, pipes.stdout, self.timeout);
         Ok(Box::new(ChildConnection { child, session: Some(session), stop_grace: self.stop_grace }))
@@ -60,7 +60,13 @@ impl ProcessorConnection for ChildConnection {
     ) -> Result<(), ProcessorFailure> {
         let kind = action.kind();
         let Some(session) = self.session.as_mut() else {
-            return Err(ProcessorFailure::Protocol(format!("{kind}: the session is closed")));
+            return Err(ProcessorFailure::from(ProtocolError {
+                shard_id: self.child.shard_id().to_owned(),
+                action: kind,
+                kind: ProtocolErrorKind::Closed,
+                last_sent: None,
+                last_received: None,
+            }));
         };
         let exchange = session.perform(action, checkpointer);
         tokio::pin!(exchange);
@@ -72,19 +78,19 @@ impl ProcessorConnection for ChildConnection {
                 // reaches EOF right after, unless a grandchild keeps it open.
                 match tokio::time::timeout(STATUS_AFTER_EXIT, &mut exchange).await {
                     Ok(result) => result,
-                    Err(_) => return Err(ProcessorFailure::Exited(format!("{exit} during {kind}"))),
+                    Err(_) => return Err(ProcessorFailure::Exited { exit, during: Some(kind), protocol: None }),
                 }
             }
         };
         result.map_err(|e| match self.child.exit() {
-            Some(exit) => ProcessorFailure::Exited(format!("{exit} during {kind} ({e})")),
-            None => ProcessorFailure::Protocol(e.to_string()),
+            Some(exit) => ProcessorFailure::Exited { exit, during: Some(kind), protocol: Some(Box::new(e)) },
+            None => ProcessorFailure::from(e),
         })
     }
 
     async fn exited(&mut self) -> ProcessorFailure {
         let exit = self.child.wait().await;
-        ProcessorFailure::Exited(format!("{exit} between actions"))
+        ProcessorFailure::Exited { exit, during: None, protocol: None }
     }
 
     async fn shutdown(mut self: Box<Self>) {

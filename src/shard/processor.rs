@@ -7,21 +7,65 @@
 
 use async_trait::async_trait;
 
+use crate::child::{ChildExit, SpawnError};
 use crate::protocol::messages::Action;
-use crate::protocol::Checkpointer;
+use crate::protocol::{ActionKind, Checkpointer, ProtocolError};
 
 /// Why a processor could not be used any more. Affects only its own shard.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorFailure {
-    /// The process could not be started.
-    #[error("could not start the record processor: {0}")]
-    Launch(String),
+    /// The process could not be started (see [`ProcessorFailure::is_persistent`]).
+    #[error(transparent)]
+    Launch(Box<SpawnError>),
     /// The process exited or was killed.
-    #[error("record processor {0}")]
-    Exited(String),
+    #[error("record processor {exit} {}{}", during_text(.during), .protocol.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    Exited {
+        /// How it ended.
+        exit: ChildExit,
+        /// The action in progress; `None` when it exited between actions.
+        during: Option<ActionKind>,
+        /// The protocol error the exit caused, if the exchange noticed it first.
+        protocol: Option<Box<ProtocolError>>,
+    },
     /// The process broke the protocol (wrong status, closed stdout, write failure, timeout).
     #[error("protocol failure: {0}")]
-    Protocol(String),
+    Protocol(Box<ProtocolError>),
+}
+
+impl From<SpawnError> for ProcessorFailure {
+    fn from(e: SpawnError) -> Self {
+        Self::Launch(Box::new(e))
+    }
+}
+
+impl From<ProtocolError> for ProcessorFailure {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(Box::new(e))
+    }
+}
+
+fn during_text(during: &Option<ActionKind>) -> String {
+    during.map_or_else(|| "between actions".to_owned(), |kind| format!("during {kind}"))
+}
+
+impl ProcessorFailure {
+    /// True when restarting at once cannot help: the program is missing, not executable or
+    /// has no interpreter. The scheduler then retries slowly and reports it instead of
+    /// restarting in a hot loop.
+    #[must_use]
+    pub fn is_persistent(&self) -> bool {
+        matches!(
+            self,
+            Self::Launch(e) if matches!(
+                **e,
+                SpawnError::EmptyProgram { .. }
+                    | SpawnError::NotOnPath { .. }
+                    | SpawnError::NotFound { .. }
+                    | SpawnError::NotExecutable { .. }
+                    | SpawnError::InterpreterNotFound { .. }
+            )
+        )
+    }
 }
 
 /// Starts a record processor for a shard.

@@ -248,7 +248,11 @@ impl ShardLister for KinesisShardLister {
 /// check (see [`super::kpl`]).
 pub struct ShardHashRanges {
     lister: Arc<dyn ShardLister>,
-    cache: tokio::sync::Mutex<HashMap<String, HashKeyRange>>,
+    /// Known ranges; locked only to read or replace, never across a call.
+    cache: std::sync::Mutex<HashMap<String, HashKeyRange>>,
+    /// Held while a listing runs, so concurrent misses wait for one listing instead of each
+    /// starting their own; lookups of cached shards never wait for it.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ShardHashRanges {
@@ -261,21 +265,32 @@ impl ShardHashRanges {
     /// An empty cache over `lister`.
     #[must_use]
     pub fn new(lister: Arc<dyn ShardLister>) -> Self {
-        Self { lister, cache: tokio::sync::Mutex::new(HashMap::new()) }
+        Self { lister, cache: std::sync::Mutex::default(), refresh: tokio::sync::Mutex::new(()) }
+    }
+
+    fn cached(&self, shard_id: &str) -> Option<HashKeyRange> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(shard_id).cloned()
     }
 
     /// The range of `shard_id`; `None` if the shard is unknown even after a fresh listing, or
     /// the listing failed (logged; the caller then skips the range check, as the KCL does
     /// when it does not know the shard).
     pub async fn get(&self, shard_id: &str) -> Option<HashKeyRange> {
-        let mut cache = self.cache.lock().await;
-        if let Some(range) = cache.get(shard_id) {
-            return Some(range.clone());
+        if let Some(range) = self.cached(shard_id) {
+            return Some(range);
+        }
+        let _refresh = self.refresh.lock().await;
+        // Another lookup may have listed the shards while this one waited.
+        if let Some(range) = self.cached(shard_id) {
+            return Some(range);
         }
         match self.lister.list_shards(ShardFilter::All).await {
             Ok(shards) => {
-                *cache = shards.into_iter().map(|s| (s.shard_id, s.hash_key_range)).collect();
-                cache.get(shard_id).cloned()
+                let fresh: HashMap<String, HashKeyRange> =
+                    shards.into_iter().map(|s| (s.shard_id, s.hash_key_range)).collect();
+                let range = fresh.get(shard_id).cloned();
+                *self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                range
             }
             Err(error) => {
                 tracing::warn!(shard_id, %error, "cannot look up the shard's hash-key range; KPL range check skipped");

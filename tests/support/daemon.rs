@@ -45,6 +45,15 @@ impl Props {
         Self { entries }
     }
 
+    /// The same file for the Java 3.x daemon, which rejects the SDK v1 credential names: the
+    /// credentials key is spelled as the 3.x samples do (`AwsCredentialsProvider =
+    /// DefaultCredentialsProvider`; multilangd accepts both spellings).
+    #[must_use]
+    pub fn for_java3(mut self) -> Self {
+        self.entries.remove("AWSCredentialsProvider");
+        self.set("AwsCredentialsProvider", "DefaultCredentialsProvider")
+    }
+
     /// Sets (or replaces) a key.
     #[must_use]
     pub fn set(mut self, key: &str, value: impl ToString) -> Self {
@@ -70,6 +79,9 @@ pub enum Kind {
     Multilangd,
     /// The reference Java MultiLangDaemon 2.5.8.
     Java,
+    /// The reference Java MultiLangDaemon 3.1.3 (the current Java line; needs moto as DynamoDB,
+    /// and properties from [`Props::for_java3`]).
+    Java3,
 }
 
 /// A running daemon in its own process group; killed (group) on drop.
@@ -98,6 +110,11 @@ impl Daemon {
             Kind::Java => {
                 let mut c = Command::new("bash");
                 c.arg(repo_dir().join("scripts/run-java-daemon.sh")).arg(props);
+                c
+            }
+            Kind::Java3 => {
+                let mut c = Command::new("bash");
+                c.arg(repo_dir().join("scripts/run-java3-daemon.sh")).arg(props);
                 c
             }
         };

@@ -102,6 +102,21 @@ pub fn java_jars_dir() -> Option<PathBuf> {
     })
 }
 
+/// `scripts/run-java3-daemon.sh PROPS`: execs the reference Java MultiLangDaemon 3.1.3.
+pub fn run_java3_daemon_script() -> PathBuf {
+    repo_dir().join("scripts/run-java3-daemon.sh")
+}
+
+/// The directory of the KCL 3.1.3 jars: `venv-java3/lib/python3*/site-packages/amazon_kclpy/jars`.
+/// `None` if not installed.
+pub fn java3_jars_dir() -> Option<PathBuf> {
+    let lib = testbed_dir().join("venv-java3").join("lib");
+    std::fs::read_dir(&lib).ok()?.flatten().find_map(|entry| {
+        let jars = entry.path().join("site-packages/amazon_kclpy/jars");
+        jars.join("amazon-kinesis-client-multilang-3.1.3.jar").is_file().then_some(jars)
+    })
+}
+
 /// One line of a producer or processor ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerEntry {

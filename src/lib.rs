@@ -79,8 +79,7 @@ impl RunError {
             Self::Aws(aws::AwsError::NoRegion { .. })
                 | Self::Unsupported(_)
                 | Self::Ops(ops::OpsError::CloudWatch(aws::AwsError::NoRegion { .. }))
-        )
-            || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
+        ) || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
     }
 }
 

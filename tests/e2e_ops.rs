@@ -65,6 +65,39 @@ fn http_endpoints_of_the_real_binary() {
     ] {
         assert!(metrics.contains(needle), "no `{needle}` in\n{metrics}");
     }
+    // Ready once running; the per-shard record counters match the processors' ledger.
+    wait_for(
+        "all 50 records in the ledger",
+        Duration::from_secs(60),
+        || support::sample_apps::read_ledger(&seen).len() >= 50,
+        || daemon.log_text(),
+    );
+    wait_for(
+        "/readyz 200",
+        Duration::from_secs(20),
+        || matches!(http_get(cli, "/readyz"), Ok((200, _))),
+        || daemon.log_text(),
+    );
+    let counted = || {
+        let (_, metrics) = http_get(cli, "/metrics").expect("metrics");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("multilangd_shard_records_processed_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    wait_for(
+        "50 records counted on /metrics",
+        Duration::from_secs(10),
+        || counted() == 50,
+        || format!("{}", counted()),
+    );
+    let ledger_len = support::sample_apps::read_ledger(&seen).len() as u64;
+    assert_eq!(counted(), ledger_len, "/metrics vs the processors' ledger");
+    let (_, metrics) = http_get(cli, "/metrics").expect("metrics");
+    for needle in ["multilangd_leases_held 2", "multilangd_child_starts_total 2", "multilangd_worker_ready 1"] {
+        assert!(metrics.contains(needle), "no `{needle}` in\n{metrics}");
+    }
     let (code, status) = http_get(cli, "/status").expect("status");
     assert_eq!(code, 200);
     assert!(status.contains("application ops-http-app"), "{status}");
@@ -76,7 +109,7 @@ fn http_endpoints_of_the_real_binary() {
         .expect("run multilangd status");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("application ops-http-app"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(matches!(out.status.code(), Some(0 | 3)), "{:?}", out.status);
+    assert_eq!(out.status.code(), Some(0), "ready: {:?}", out.status);
 
     let status = daemon.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{}", daemon.log_text());
@@ -129,6 +162,7 @@ fn systemd_notify_on_a_real_socket() {
         }
         panic!("no `{what}` within {within:?}; got {messages:?}");
     };
+    receive_until("READY=1", Duration::from_secs(30), &mut messages);
     receive_until("WATCHDOG=1", Duration::from_secs(10), &mut messages);
     let first_ping = Instant::now();
     receive_until("WATCHDOG=1", Duration::from_secs(3), &mut messages);
@@ -266,4 +300,57 @@ fn the_systemd_unit_verifies() {
     let out = Command::new(analyze).arg("verify").arg(&path).output().expect("run systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {:?}\n{stderr}", out.status);
+}
+
+/// `/readyz` turns 503 within failoverTimeMillis (plus one renewal period) when DynamoDB is
+/// frozen (SIGSTOP to dynalite), naming the lease table; 200 again after SIGCONT.
+#[test]
+fn readyz_follows_the_lease_table() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kinesis = start_kinesis_local();
+    let dynamodb = start_dynalite();
+    let stream = "ops-ready";
+    support::daemon::produce(&kinesis.endpoint, stream, 1, 10, &dir.path().join("produced.jsonl"));
+    let seen = dir.path().join("seen.jsonl");
+    let executable = support::sample_apps::Processor::PythonV3.executable_name(&seen, None, &[]);
+    let port = free_port();
+    let failover = Duration::from_millis(3000);
+    let props = Props::local("ops-ready-app", stream, &executable, &kinesis.endpoint, &dynamodb.endpoint)
+        .set("multilangd.httpAddress", port)
+        .set("failoverTimeMillis", failover.as_millis())
+        .write(&dir.path().join("app.properties"));
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut daemon = Daemon::start(support::daemon::Kind::Multilangd, &props, &dir.path().join("daemon.log"));
+    wait_for(
+        "/readyz 200",
+        Duration::from_secs(40),
+        || matches!(http_get(address, "/readyz"), Ok((200, _))),
+        || format!("{:?}\n{}", http_get(address, "/readyz"), daemon.log_text()),
+    );
+    let dynalite = Pid::from_raw(i32::try_from(dynamodb.pid()).expect("pid"));
+    kill(dynalite, Signal::SIGSTOP).expect("SIGSTOP dynalite");
+    let frozen = Instant::now();
+    let mut reason = String::new();
+    while frozen.elapsed() < failover * 3 {
+        if let Ok((503, body)) = http_get(address, "/readyz") {
+            reason = body;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = frozen.elapsed();
+    kill(dynalite, Signal::SIGCONT).expect("SIGCONT dynalite");
+    assert!(!reason.is_empty(), "/readyz stayed 200 for {took:?} with DynamoDB frozen");
+    // Renewals every failover/3: the last one may have finished up to that long before the freeze.
+    assert!(took <= failover + failover / 3 + Duration::from_millis(1500), "503 after {took:?}");
+    assert!(reason.contains("lease table ops-ready-app"), "{reason}");
+    assert_eq!(http_get(address, "/healthz").map(|r| r.0), Ok(200), "still live");
+    wait_for(
+        "/readyz 200 after SIGCONT",
+        Duration::from_secs(30),
+        || matches!(http_get(address, "/readyz"), Ok((200, _))),
+        || format!("{:?}\n{}", http_get(address, "/readyz"), support::daemon::tail(&daemon.log_text(), 30)),
+    );
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
 }

@@ -90,6 +90,8 @@ pub struct PromSink {
     action_failures: Family<ActionLabel, Counter>,
     expired_iterators: Counter,
     stalls: Counter,
+    lease_op_duration: HistogramFamily<ActionLabel>,
+    lease_op_failures: Family<ActionLabel, Counter>,
 }
 
 impl PromSink {
@@ -111,6 +113,8 @@ impl PromSink {
             action_failures: Family::default(),
             expired_iterators: Counter::default(),
             stalls: Counter::default(),
+            lease_op_duration: Family::new_with_constructor(latency_histogram),
+            lease_op_failures: Family::default(),
         }
     }
 
@@ -183,6 +187,16 @@ impl PromSink {
             self.expired_iterators.clone(),
         );
         r.register("multilangd_shard_stalls", "Times a held shard was found stalled", self.stalls.clone());
+        r.register(
+            "multilangd_lease_operation_duration_seconds",
+            "Latency of lease-table operations (DynamoDB): list (Scan), take and renew (UpdateItem), create (PutItem), checkpoint (UpdateItem)",
+            self.lease_op_duration.clone(),
+        );
+        r.register(
+            "multilangd_lease_operation_failures",
+            "Lease-table operations that failed or lost their condition, by operation",
+            self.lease_op_failures.clone(),
+        );
     }
 }
 
@@ -236,6 +250,11 @@ impl Sink for PromSink {
             }
             Event::Checkpoint { duration, failure, .. } => {
                 self.checkpoint_duration.observe(duration.as_secs_f64());
+                let label = ActionLabel { action: "checkpoint" };
+                self.lease_op_duration.get_or_create(&label).observe(duration.as_secs_f64());
+                if failure.is_some() {
+                    self.lease_op_failures.get_or_create(&label).inc();
+                }
                 if let Some(reason) = failure {
                     self.checkpoint_failures.get_or_create(&ReasonLabel { reason }).inc();
                 }
@@ -249,8 +268,20 @@ impl Sink for PromSink {
             Event::RecordsProcessed { .. }
             | Event::WorkerInitialized { .. }
             | Event::LeaderChecked { .. }
-            | Event::LeaseCall { .. }
             | Event::PeriodicShardSync { .. } => {}
+            Event::LeaseCall { op, duration, success, .. } => {
+                let action = match op {
+                    crate::telemetry::LeaseOperation::List => "list",
+                    crate::telemetry::LeaseOperation::Take => "take",
+                    crate::telemetry::LeaseOperation::Renew => "renew",
+                    crate::telemetry::LeaseOperation::Create { .. } => "create",
+                };
+                let label = ActionLabel { action };
+                self.lease_op_duration.get_or_create(&label).observe(duration.as_secs_f64());
+                if !success {
+                    self.lease_op_failures.get_or_create(&label).inc();
+                }
+            }
         }
     }
 }

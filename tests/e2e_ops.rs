@@ -354,3 +354,81 @@ fn readyz_follows_the_lease_table() {
     let status = daemon.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
 }
+
+/// The reference Java daemon 2.5.8 and multilangd, on the same stream and the same moto
+/// CloudWatch (each through `cloudWatchClient.endpointOverride`, default `metricsLevel`
+/// DETAILED), publish the same set of (Operation, metric name, dimension names). Allowed
+/// differences, documented in docs/metrics.md: `PeriodicShardSyncManager` (the leader's
+/// periodic check; each daemon publishes it only once its first check ran) and `ShutdownTask`
+/// (published on a graceful shutdown, which multilangd does by default and Java 2.5.8 with
+/// its default `shutdownGraceMillis = 0` never does).
+#[test]
+fn cloudwatch_metric_set_matches_the_java_daemon() {
+    if support::sample_apps::java_jars_dir().is_none() {
+        panic!("the KCL 2.5.8 jars are missing from the test bed: run scripts/install-testbed.sh");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kinesis = start_kinesis_local();
+    let dynamodb = start_dynalite();
+    let moto = start_moto();
+    let stream = "ops-cw-compare";
+    support::daemon::produce(&kinesis.endpoint, stream, 2, 60, &dir.path().join("produced.jsonl"));
+    let mut daemons = Vec::new();
+    for (kind, app) in [(support::daemon::Kind::Java, "cw-java"), (support::daemon::Kind::Multilangd, "cw-rust")] {
+        let seen = dir.path().join(format!("{app}.jsonl"));
+        let executable = support::sample_apps::Processor::PythonV3.executable_name(&seen, None, &[]);
+        let props = Props::local(app, stream, &executable, &kinesis.endpoint, &dynamodb.endpoint)
+            .set("metricsLevel", "DETAILED")
+            .set("metricsBufferTimeMillis", 1000)
+            .set("cloudWatchClient.endpointOverride", &moto.endpoint)
+            .set("workerId", format!("{app}-worker"))
+            .write(&dir.path().join(format!("{app}.properties")));
+        let daemon = Daemon::start(kind, &props, &dir.path().join(format!("{app}.log")));
+        daemons.push((app, seen, daemon));
+    }
+    for (app, seen, daemon) in &daemons {
+        wait_for(
+            &format!("{app}: 60 records processed"),
+            Duration::from_secs(120),
+            || support::sample_apps::read_ledger(seen).len() >= 60,
+            || support::daemon::tail(&daemon.log_text(), 40),
+        );
+    }
+    // A few publishing windows after the last delivery (checkpoints, renewals, taker rounds).
+    std::thread::sleep(Duration::from_secs(6));
+    for (_, _, daemon) in &mut daemons {
+        let _ = daemon.terminate(Duration::from_secs(40));
+    }
+    let shapes = |app: &str| -> std::collections::BTreeSet<String> {
+        let listed = list_cloudwatch(&moto.endpoint, app, "us-east-1");
+        let detail = listed["detail"].as_array().cloned().unwrap_or_default();
+        detail
+            .iter()
+            .map(|m| {
+                let dims: Vec<(String, String)> = m[1]
+                    .as_array()
+                    .map(|d| {
+                        d.iter()
+                            .map(|p| (p[0].as_str().unwrap_or("").to_owned(), p[1].as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let operation = dims.iter().find(|(k, _)| k == "Operation").map(|(_, v)| v.clone()).unwrap_or_default();
+                let mut names: Vec<&str> = dims.iter().map(|(k, _)| k.as_str()).filter(|k| *k != "Operation").collect();
+                names.sort_unstable();
+                names.insert(0, "Operation");
+                format!("{operation} {} {}", m[0].as_str().unwrap_or(""), names.join(","))
+            })
+            .filter(|s| !s.starts_with("PeriodicShardSyncManager ") && !s.starts_with("ShutdownTask "))
+            .collect()
+    };
+    let java = shapes("cw-java");
+    let ours = shapes("cw-rust");
+    assert!(java.len() >= 30, "the Java daemon published too little to compare: {java:?}");
+    let missing: Vec<&String> = java.difference(&ours).collect();
+    let extra: Vec<&String> = ours.difference(&java).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "published by Java only: {missing:?}\npublished by multilangd only: {extra:?}"
+    );
+}

@@ -39,8 +39,13 @@ fn http_endpoints_of_the_real_binary() {
     let executable = support::sample_apps::Processor::PythonV3.executable_name(&seen, None, &[]);
     let file_port = free_port();
     let cli_port = free_port();
+    // CloudWatch unreachable (nothing listens there): processing goes on, one warning.
+    let closed = free_port();
     let props = Props::local("ops-http-app", stream, &executable, &kinesis.endpoint, &dynamodb.endpoint)
         .set("multilangd.httpAddress", file_port)
+        .set("metricsLevel", "DETAILED")
+        .set("metricsBufferTimeMillis", 300)
+        .set("cloudWatchClient.endpointOverride", format!("http://127.0.0.1:{closed}"))
         .write(&dir.path().join("app.properties"));
     let cli = SocketAddr::from(([127, 0, 0, 1], cli_port));
     let cli_text = cli.to_string();
@@ -98,6 +103,16 @@ fn http_endpoints_of_the_real_binary() {
     for needle in ["multilangd_leases_held 2", "multilangd_child_starts_total 2", "multilangd_worker_ready 1"] {
         assert!(metrics.contains(needle), "no `{needle}` in\n{metrics}");
     }
+    let failures = || {
+        let (_, metrics) = http_get(cli, "/metrics").expect("metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("multilangd_cloudwatch_put_failures_total ")?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_for("3 failed PutMetricData", Duration::from_secs(20), || failures() >= 3, || daemon.log_text());
+    let warnings = daemon.log_text().matches("CloudWatch: cannot publish metrics").count();
+    assert_eq!(warnings, 1, "one rate-limited warning, not one per failure:\n{}", daemon.log_text());
     let (code, status) = http_get(cli, "/status").expect("status");
     assert_eq!(code, 200);
     assert!(status.contains("application ops-http-app"), "{status}");

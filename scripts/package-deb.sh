@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# package-deb.sh [--binary PATH] [--out DIR] — build the Debian package of multilangd with dpkg-deb.
+# package-deb.sh [--binary PATH] [--out DIR] [--fast] — build the Debian package of multilangd with dpkg-deb.
 #
 # Contents:
 #   /usr/bin/multilangd                                       the release binary (stripped)
@@ -13,16 +13,18 @@
 #
 # Without --binary, runs `cargo build --release --locked` first. Writes
 # DIR/multilangd_<version>_<arch>.deb (DIR default: target/debian) and prints its path.
-# Needs dpkg-deb (Debian package dpkg) and gzip.
+# --fast: gzip -1 instead of xz (tests). Needs dpkg-deb (Debian package dpkg) and gzip.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 binary=""
+compress=(-Zxz)
 out="$REPO/target/debian"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --binary) binary=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --fast) compress=(-Zgzip -z1); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "package-deb: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -38,6 +40,7 @@ fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d)
+chmod 0755 "$stage"
 trap 'rm -rf "$stage"' EXIT
 
 install -D -m 0755 "$binary" "$stage/usr/bin/multilangd"
@@ -132,5 +135,5 @@ chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/postrm"
 
 mkdir -p "$out"
 deb="$out/multilangd_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >&2
+dpkg-deb --root-owner-group "${compress[@]}" --build "$stage" "$deb" >&2
 echo "$deb"

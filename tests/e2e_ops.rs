@@ -447,3 +447,46 @@ fn cloudwatch_metric_set_matches_the_java_daemon() {
         "published by Java only: {missing:?}\npublished by multilangd only: {extra:?}"
     );
 }
+
+/// `scripts/package-deb.sh` builds a package with the binary (stripped), the unit, the manual
+/// page, the docs and the example properties; `--version` names the commit.
+#[test]
+fn the_debian_package_has_the_files() {
+    let version = Command::new(support::multilangd_bin()).arg("--version").output().expect("run --version");
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(version.starts_with(&format!("multilangd {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new("bash")
+        .arg(support::repo_dir().join("scripts/package-deb.sh"))
+        .arg("--binary")
+        .arg(support::multilangd_bin())
+        .arg("--out")
+        .arg(dir.path())
+        .arg("--fast")
+        .output()
+        .expect("run package-deb.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deb = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let contents = Command::new("dpkg-deb").args(["--contents", &deb]).output().expect("dpkg-deb");
+    let listing = String::from_utf8_lossy(&contents.stdout);
+    for path in [
+        "./usr/bin/multilangd",
+        "./lib/systemd/system/multilangd.service",
+        "./usr/share/man/man1/multilangd.1.gz",
+        "./usr/share/doc/multilangd/examples/multilangd.properties",
+        "./usr/share/doc/multilangd/migrating.md",
+        "./usr/share/doc/multilangd/copyright",
+    ] {
+        assert!(listing.lines().any(|l| l.ends_with(path)), "{path} missing from\n{listing}");
+    }
+    let x = dir.path().join("x");
+    let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x).status().expect("dpkg-deb -x");
+    assert!(status.success());
+    let file = Command::new("file").arg(x.join("usr/bin/multilangd")).output();
+    if let Ok(file) = file {
+        let text = String::from_utf8_lossy(&file.stdout);
+        assert!(text.contains("stripped") && !text.contains("not stripped"), "{text}");
+    }
+    let packaged = Command::new(x.join("usr/bin/multilangd")).arg("--version").output().expect("packaged binary runs");
+    assert_eq!(String::from_utf8_lossy(&packaged.stdout), version);
+}

@@ -96,6 +96,7 @@ struct State {
     migration: Option<MigrationState>,
     faults: HashMap<Op, VecDeque<Fault>>,
     latency: HashMap<Op, Duration>,
+    response_latency: HashMap<Op, Duration>,
     calls: HashMap<Op, usize>,
 }
 
@@ -134,6 +135,12 @@ impl InMemoryLeaseStore {
     /// Every later call of `op` first sleeps `latency` (tokio time; `Duration::ZERO` clears).
     pub fn set_latency(&self, op: Op, latency: Duration) {
         self.lock().latency.insert(op, latency);
+    }
+
+    /// Every later call of `op` is applied at once but answers only after `latency` (tokio
+    /// time; `Duration::ZERO` clears), like a DynamoDB write whose response is slow.
+    pub fn set_response_latency(&self, op: Op, latency: Duration) {
+        self.lock().response_latency.insert(op, latency);
     }
 
     /// How many times `op` was called (including failed calls).
@@ -206,25 +213,32 @@ impl InMemoryLeaseStore {
         if let Some(latency) = latency.filter(|l| !l.is_zero()) {
             tokio::time::sleep(latency).await;
         }
-        let mut state = self.lock();
-        let fault = state.faults.get_mut(&op).and_then(VecDeque::pop_front);
-        let table = self.table.to_string();
-        let injected = |message: &str| LeaseError::Dependency {
-            table: table.clone(),
-            operation: op.name(),
-            message: format!("injected fault: {message}"),
+        let (result, response_latency) = {
+            let mut state = self.lock();
+            let fault = state.faults.get_mut(&op).and_then(VecDeque::pop_front);
+            let table = self.table.to_string();
+            let injected = |message: &str| LeaseError::Dependency {
+                table: table.clone(),
+                operation: op.name(),
+                message: format!("injected fault: {message}"),
+            };
+            match fault {
+                Some(Fault::Throttled) => return Err(LeaseError::Throttled { table, operation: op.name() }),
+                Some(Fault::Dependency) => return Err(injected("dependency failure")),
+                Some(Fault::AppliedButLost) | None => {}
+            }
+            if !state.table_exists && op != Op::EnsureTable {
+                return Err(LeaseError::TableMissing { table });
+            }
+            let result = apply(&mut state);
+            if fault == Some(Fault::AppliedButLost) {
+                return Err(injected("response lost after the write was applied"));
+            }
+            (result, state.response_latency.get(&op).copied().filter(|l| !l.is_zero()))
         };
-        match fault {
-            Some(Fault::Throttled) => return Err(LeaseError::Throttled { table, operation: op.name() }),
-            Some(Fault::Dependency) => return Err(injected("dependency failure")),
-            Some(Fault::AppliedButLost) | None => {}
-        }
-        if !state.table_exists && op != Op::EnsureTable {
-            return Err(LeaseError::TableMissing { table });
-        }
-        let result = apply(&mut state);
-        if fault == Some(Fault::AppliedButLost) {
-            return Err(injected("response lost after the write was applied"));
+        if let Some(latency) = response_latency {
+            // Applied; the answer is slow (a caller that gives up now never learns of it).
+            tokio::time::sleep(latency).await;
         }
         result
     }

@@ -76,6 +76,8 @@ const MAX_INITIALIZATION_ATTEMPTS: u32 = 20;
 pub const MIGRATION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a forced stop (second signal) may spend releasing the held leases.
 pub const FORCED_RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an assignment round in flight may still run once a stop is requested.
+pub const ROUND_GRACE_AT_SHUTDOWN: Duration = Duration::from_secs(2);
 /// The shortest period of a configurable tick (a zero period would panic).
 const MIN_TICK: Duration = Duration::from_millis(1);
 
@@ -349,7 +351,7 @@ impl Scheduler {
                 }
                 _ = dispatch_tick.tick() => self.dispatch(renewer, &mut consumers),
                 Some(finished) = consumers.join_next() => {
-                    self.on_finished(finished, assignment.as_mut(), renewer, shutdown).await;
+                    self.on_finished(finished, assignment.as_mut(), renewer).await;
                     self.dispatch(renewer, &mut consumers);
                 }
                 _ = progress_tick.tick() => log_progress(&consumers),
@@ -373,8 +375,14 @@ impl Scheduler {
         fatal.map_or(Ok(()), Err)
     }
 
-    /// One assignment round (cut short by shutdown); starts consumers for acquired leases
-    /// and stops the ones to hand off.
+    /// One assignment round; starts consumers for acquired leases and stops the ones to
+    /// hand off.
+    ///
+    /// A round is not dropped midway when a stop is requested: a take that DynamoDB applied
+    /// but the renewer never recorded would leave a lease owned in the table that this
+    /// worker neither renews nor releases. It gets [`ROUND_GRACE_AT_SHUTDOWN`] to finish
+    /// (its leases are then released with the others); a round still stuck after that is
+    /// abandoned like a crashed worker's (the lease expires after `failoverTimeMillis`).
     async fn assign(
         &self,
         assignment: &mut dyn LeaseAssignment,
@@ -382,9 +390,20 @@ impl Scheduler {
         consumers: &mut ConsumerSet,
         shutdown: &Shutdown,
     ) {
-        let round = tokio::select! {
-            () = shutdown.requested() => return,
-            round = assignment.round(renewer) => round,
+        let round = {
+            let round = assignment.round(renewer);
+            tokio::pin!(round);
+            tokio::select! {
+                round = &mut round => round,
+                () = shutdown.requested() => {
+                    match tokio::time::timeout(ROUND_GRACE_AT_SHUTDOWN, round).await {
+                        Ok(Ok(_)) => info!("finished the lease assignment round before stopping"),
+                        Ok(Err(e)) => warn!(error = %e, "lease assignment round failed while stopping"),
+                        Err(_) => warn!(grace = ?ROUND_GRACE_AT_SHUTDOWN, "abandoned a lease assignment round at shutdown"),
+                    }
+                    return;
+                }
+            }
         };
         match round {
             Ok(round) => {
@@ -406,19 +425,10 @@ impl Scheduler {
     }
 
     /// Follows up on a consumer that ended: completes a hand-off.
-    async fn on_finished(
-        &self,
-        finished: Finished,
-        assignment: &mut dyn LeaseAssignment,
-        renewer: &LeaseRenewer,
-        shutdown: &Shutdown,
-    ) {
+    async fn on_finished(&self, finished: Finished, assignment: &mut dyn LeaseAssignment, renewer: &LeaseRenewer) {
+        // Not raced with shutdown: one conditional write that completes the transfer.
         if finished.handed_off && !matches!(finished.outcome, ConsumerOutcome::ShardEnded) {
-            let handed = tokio::select! {
-                () = shutdown.requested() => return,
-                handed = assignment.handed_off(renewer, &finished.shard_id) => handed,
-            };
-            if let Err(e) = handed {
+            if let Err(e) = assignment.handed_off(renewer, &finished.shard_id).await {
                 warn!(shard_id = %finished.shard_id, error = %e, "lease hand-off failed; the lease will expire instead");
             }
         }

@@ -585,3 +585,24 @@ async fn one_shard_is_handed_off_gracefully_while_the_others_keep_running() {
         );
     }
 }
+
+/// A stop requested while a take is in flight: the round finishes, and the lease it took
+/// is released with the others instead of being left owned but unrenewed.
+#[tokio::test]
+async fn a_stop_during_a_take_still_releases_the_taken_lease() {
+    let stream = InMemoryStream::with_shards(1).with_max_records(50);
+    let shard = stream.shards()[0].shard_id.clone();
+    let store = InMemoryLeaseStore::new("app");
+    store.set_response_latency(crate::lease::memory::Op::TakeLease, Duration::from_millis(500));
+    let h = start_with(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), store, |s| {
+        s.with_audit_settings(no_audit())
+    });
+    h.wait_until("the take is applied, its answer in flight", |h| {
+        h.store.lease(&shard).is_some_and(|l| l.owner.as_deref() == Some("worker-1"))
+    })
+    .await;
+    let (store, _) = h.stop().await;
+    let lease = store.lease(&shard).unwrap();
+    assert_eq!(lease.owner, None, "taken during the stop, then released: {lease:?}");
+    assert_eq!(store.calls(crate::lease::memory::Op::ReleaseLease), 1);
+}

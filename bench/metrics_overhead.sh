@@ -50,7 +50,7 @@ P
     sed -i "s/^multilangd.httpAddress = 0/multilangd.httpAddress = $hport/" "$props"
     start=$(date +%s.%N)
     "$BIN" "$props" 2>"$work/$app.log" & pid=$!
-    while [[ $(wc -l < "$ledger" 2>/dev/null || echo 0) -lt $N ]]; do
+    while [[ $( (wc -l < "$ledger") 2>/dev/null || echo 0) -lt $N ]]; do
       [[ $mode == *scrape ]] && curl -s "http://127.0.0.1:$hport/metrics" >/dev/null
       sleep 1
       [[ $(echo "$(date +%s.%N) - $start > 120" | bc) == 1 ]] && { echo "timeout in $mode" >&2; break; }

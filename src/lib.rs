@@ -11,6 +11,9 @@
 //! - [`model`]: model types shared across layers (records, hash-key ranges, checkpoint errors).
 //! - [`sequence`]: sequence numbers, sentinels and their ordering.
 //! - [`status`]: the worker status snapshot the scheduler publishes for operations.
+//! - [`telemetry`]: typed events (lease takes, child exits, call latencies) lower layers record.
+//! - [`ops`]: operations — Prometheus `/metrics`, `/healthz`, `/readyz`, CloudWatch metrics,
+//!   systemd notify — reading the status snapshot and the telemetry events.
 //! - [`aws`]: SDK clients from the configuration.
 //! - [`backoff`]: exponential backoff with jitter (retried calls, consumer restarts).
 
@@ -21,6 +24,7 @@ pub mod config;
 pub mod lease;
 pub mod leases_report;
 pub mod model;
+pub mod ops;
 pub mod protocol;
 pub mod scheduler;
 pub mod sequence;
@@ -28,6 +32,7 @@ pub mod shard;
 pub mod shutdown;
 pub mod status;
 pub mod stream;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,14 +73,21 @@ pub enum RunError {
     /// ([`Config::check_runnable`]).
     #[error(transparent)]
     Unsupported(#[from] config::ConfigError),
+    /// Operations (HTTP server, CloudWatch client) could not start.
+    #[error(transparent)]
+    Ops(#[from] ops::OpsError),
 }
 
 impl RunError {
     /// True when the failure is the configuration's (exit code 78, not worth restarting).
     #[must_use]
     pub fn is_config_error(&self) -> bool {
-        matches!(self, Self::Aws(aws::AwsError::NoRegion { .. }) | Self::Unsupported(_))
-            || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
+        matches!(
+            self,
+            Self::Aws(aws::AwsError::NoRegion { .. })
+                | Self::Unsupported(_)
+                | Self::Ops(ops::OpsError::CloudWatch(aws::AwsError::NoRegion { .. }))
+        ) || matches!(self, Self::Scheduler(SchedulerError::Fleet3x { .. }))
     }
 }
 
@@ -183,7 +195,7 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
         }
     };
     let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
-    let result = if chosen.protocol == Protocol::Kcl3x {
+    let scheduler = if chosen.protocol == Protocol::Kcl3x {
         let handoffs = Handoffs::default();
         let renewing = Arc::new(Kcl3LeaseStore::new(
             store.clone(),
@@ -201,13 +213,19 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
             handoffs,
             kcl3_settings(&config),
         );
-        let scheduler = Scheduler::new(config, worker_id, renewing.clone(), lister, readers, Arc::new(launcher))
-            .with_kcl3_assignment(Box::new(assignment));
+        let scheduler =
+            Scheduler::new(config.clone(), worker_id.clone(), renewing.clone(), lister, readers, Arc::new(launcher))
+                .with_kcl3_assignment(Box::new(assignment));
         renewing.set_status(scheduler.status());
-        scheduler.run(shutdown).await
+        scheduler
     } else {
-        Scheduler::new(config, worker_id, store, lister, readers, Arc::new(launcher)).run(shutdown).await
+        Scheduler::new(config.clone(), worker_id.clone(), store, lister, readers, Arc::new(launcher))
     };
+    // Operations (issue 12) start before the worker and finish after it, so that /healthz
+    // answers and systemd hears STOPPING=1 during the graceful shutdown.
+    let operations = ops::Operations::start(&config, &worker_id, scheduler.status(), shutdown.token().clone()).await?;
+    let result = scheduler.run(shutdown).await;
     readers_stop.cancel();
+    operations.finish().await;
     result.map_err(RunError::from)
 }

@@ -18,6 +18,9 @@ use multilangd::config::{Config, Loaded};
 use multilangd::shutdown::Shutdown;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// `--version`: the crate version and the git commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("MULTILANGD_COMMIT"), ")");
+
 const EXIT_CONFIG: u8 = 78;
 const EXIT_RUNTIME: u8 = 1;
 
@@ -26,7 +29,7 @@ const EXIT_RUNTIME: u8 = 1;
 /// Runs the record processor named by `executableName` once per shard lease, reading the same
 /// `.properties` file as the Java daemon.
 #[derive(Debug, Parser)]
-#[command(name = "multilangd", version, args_conflicts_with_subcommands = true)]
+#[command(name = "multilangd", version = VERSION, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -40,6 +43,10 @@ struct Cli {
     /// --log-level / RUST_LOG and --log-format.
     #[arg(short = 'l', long = "log-configuration", value_name = "FILE")]
     log_configuration: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /readyz and /status on HOST:PORT (a bare PORT binds
+    /// 127.0.0.1); wins over `multilangd.httpAddress`.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_http_address)]
+    http_address: Option<std::net::SocketAddr>,
     #[command(flatten)]
     logging: LogArgs,
 }
@@ -102,6 +109,28 @@ enum Command {
         #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+    /// Show what the running daemon of this properties file is doing: phase, health and
+    /// readiness (with reasons), the last lease renewal, and per held shard its state,
+    /// records, bytes, behind-latest, processor starts, restarts, checkpoint and stalls.
+    ///
+    /// Asks the daemon's HTTP server (`multilangd.httpAddress` in the file, or --http-address)
+    /// for GET /status. Exit codes: 0 ready, 3 answering but not ready, 1 not reachable,
+    /// 78 configuration error (including no HTTP address).
+    #[command(verbatim_doc_comment)]
+    Status {
+        /// The properties file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The daemon's HTTP address (wins over multilangd.httpAddress).
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_http_address)]
+        http_address: Option<std::net::SocketAddr>,
+    },
+}
+
+fn parse_http_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    multilangd::config::parse_listen_address(text).ok_or_else(|| {
+        format!("`{text}`: expected IP:PORT, [IPv6]:PORT, localhost:PORT or a bare PORT (binds 127.0.0.1)")
+    })
 }
 
 /// A positive number of seconds (fractions allowed).
@@ -130,6 +159,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { ref file }) => validate(file),
         Some(Command::Leases { ref file, json, watch, count }) => leases(file, json, watch, count),
+        Some(Command::Status { ref file, http_address }) => status(file, http_address),
         None => daemon(&cli),
     }
 }
@@ -208,7 +238,10 @@ fn daemon(cli: &Cli) -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let config = loaded.config;
+    let mut config = loaded.config;
+    if let Some(address) = cli.http_address {
+        config.http_address = Some(address);
+    }
     tracing::info!(
         file = %path.display(),
         application = %config.application_name,
@@ -320,6 +353,60 @@ fn report(path: &Path, loaded: &Loaded) -> String {
         let _ = writeln!(out, "  {w}");
     }
     out
+}
+
+/// `multilangd status FILE`: prints the running daemon's `/status` page.
+fn status(path: &Path, http_address: Option<std::net::SocketAddr>) -> ExitCode {
+    const EXIT_NOT_READY: u8 = 3;
+    let config = match Config::load(path) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("multilangd: {}", chain(&e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(mut address) = http_address.or(config.http_address) else {
+        eprintln!(
+            "multilangd: {} has no multilangd.httpAddress and no --http-address was given: the daemon serves its \
+             status over HTTP (see docs/operations.md); `multilangd leases {}` shows the lease table instead",
+            path.display(),
+            path.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    // A server bound to every interface is asked on loopback.
+    if address.ip().is_unspecified() {
+        let loopback: std::net::IpAddr =
+            if address.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        address.set_ip(loopback);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("multilangd: cannot start the async runtime: {}", chain(&e));
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        use multilangd::ops::http::get;
+        let within = Duration::from_secs(5);
+        let page = match get(address, "/status", within).await {
+            Ok((200, body)) => body,
+            Ok((code, body)) => {
+                eprintln!("multilangd: {address}/status answered {code}: {}", body.trim_end());
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+            Err(e) => {
+                eprintln!("multilangd: no daemon answers at {address}: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        print!("{page}");
+        match get(address, "/readyz", within).await {
+            Ok((200, _)) => ExitCode::SUCCESS,
+            _ => ExitCode::from(EXIT_NOT_READY),
+        }
+    })
 }
 
 /// `multilangd leases FILE`: prints the lease table once, or every `watch` until

@@ -353,7 +353,8 @@ fn run_form_logs_to_stderr_only_and_accepts_log_configuration() {
         &file,
         "executableName = /bin/cat\napplicationName = app\nstreamName = s\n\
          AWSCredentialsProvider = AnonymousCredentialsProvider\nregionName = us-east-1\n\
-         retrievalMode = POLLING\nkinesisEndpoint = http://127.0.0.1:9\ndynamoDBEndpoint = http://127.0.0.1:9\n",
+         retrievalMode = POLLING\nkinesisEndpoint = http://127.0.0.1:9\ndynamoDBEndpoint = http://127.0.0.1:9\n\
+         cloudWatchClient.endpointOverride = http://127.0.0.1:9\n",
     )
     .unwrap();
     let mut child = Command::new(support::multilangd_bin())

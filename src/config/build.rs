@@ -45,6 +45,8 @@ pub(super) fn build(path: &Path, problems: Vec<Problem>, entries: Vec<Entry>) ->
         worker_id: daemon.worker_id,
         timeout: daemon.timeout,
         shutdown_grace: daemon.shutdown_grace,
+        http_address: daemon.http_address,
+        stall_threshold: daemon.stall_threshold,
         credentials,
         credentials_dynamodb: aws.credentials_dynamodb,
         credentials_cloudwatch: aws.credentials_cloudwatch,
@@ -106,6 +108,8 @@ struct Daemon {
     worker_id: Option<String>,
     timeout: Option<Duration>,
     shutdown_grace: Duration,
+    http_address: Option<std::net::SocketAddr>,
+    stall_threshold: Duration,
 }
 
 fn daemon(r: &mut Reader) -> Daemon {
@@ -144,6 +148,8 @@ fn daemon(r: &mut Reader) -> Daemon {
         worker_id: worker_id(r),
         timeout: timeout(r),
         shutdown_grace: r.millis_setting("shutdownGraceMillis"),
+        http_address: r.optional("multilangd.httpAddress"),
+        stall_threshold: r.millis_setting("multilangd.stallThresholdMillis"),
     }
 }
 
@@ -281,17 +287,27 @@ fn aws(r: &mut Reader) -> Aws {
             None
         }
     };
-    let credentials_cloudwatch = r.credentials(keys::CREDENTIALS_CLOUDWATCH).map(|(c, _)| c);
+    let credentials_cloudwatch = match r.credentials(keys::CREDENTIALS_CLOUDWATCH) {
+        Some((c, line)) => {
+            r.record(keys::CREDENTIALS_CLOUDWATCH, &c.raw, Origin::Line(line));
+            Some(c)
+        }
+        None => {
+            let inherited = credentials.as_ref().map(|c| c.raw.clone()).unwrap_or_default();
+            r.record_derived(keys::CREDENTIALS_CLOUDWATCH, inherited);
+            None
+        }
+    };
 
     let region = r.optional::<String>("regionName");
     let inherited_region = region.clone().unwrap_or_else(|| default_text("regionName"));
     let kinesis_region = r.client_override("kinesisClient.region", &inherited_region);
     let dynamodb_region = r.client_override("dynamoDbClient.region", &inherited_region);
-    let cloudwatch_region = r.get::<String>("cloudWatchClient.region").map(|(v, _)| v);
+    let cloudwatch_region = r.client_override("cloudWatchClient.region", &inherited_region);
 
     let kinesis_endpoint = endpoint(r, "kinesisClient.endpointOverride", "kinesisEndpoint");
     let dynamodb_endpoint = endpoint(r, "dynamoDbClient.endpointOverride", "dynamoDBEndpoint");
-    let cloudwatch_endpoint = r.either("cloudWatchClient.endpointOverride", "cloudWatchEndpoint").map(|(v, _, _)| v);
+    let cloudwatch_endpoint = endpoint(r, "cloudWatchClient.endpointOverride", "cloudWatchEndpoint");
     Aws {
         credentials,
         credentials_dynamodb,
@@ -512,7 +528,7 @@ fn leases(r: &mut Reader) -> Leases {
     }
 }
 
-// ---- Metrics (validated; not used)
+// ---- Metrics
 
 struct Metrics {
     level: MetricsLevel,
@@ -522,17 +538,17 @@ struct Metrics {
 }
 
 fn metrics(r: &mut Reader) -> Metrics {
-    let level = match r.value::<&str>("metricsLevel") {
+    let level = match r.setting::<&str>("metricsLevel") {
         "NONE" => MetricsLevel::None,
         "SUMMARY" => MetricsLevel::Summary,
         _ => MetricsLevel::Detailed,
     };
-    let dimensions: String = r.value("metricsEnabledDimensions");
+    let dimensions: String = r.setting("metricsEnabledDimensions");
     Metrics {
         level,
         enabled_dimensions: dimensions.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        buffer_time: millis(r.value("metricsBufferTimeMillis")),
-        max_queue_size: to_u32(r.value("metricsMaxQueueSize")),
+        buffer_time: r.millis_setting("metricsBufferTimeMillis"),
+        max_queue_size: r.u32_setting("metricsMaxQueueSize"),
     }
 }
 

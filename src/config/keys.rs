@@ -56,6 +56,9 @@ pub enum ValueType {
     Tags,
     /// A decimal number.
     Decimal,
+    /// A listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or a bare `PORT`
+    /// (127.0.0.1).
+    ListenAddress,
 }
 
 impl ValueType {
@@ -78,6 +81,7 @@ impl ValueType {
             Self::List => "comma list".into(),
             Self::Tags => "k=v,k=v".into(),
             Self::Decimal => "decimal".into(),
+            Self::ListenAddress => "HOST:PORT".into(),
         }
     }
 
@@ -110,6 +114,9 @@ impl ValueType {
             Self::List => "a comma-separated list".into(),
             Self::Tags => "comma-separated key=value pairs".into(),
             Self::Decimal => "a decimal number".into(),
+            Self::ListenAddress => {
+                "IP:PORT, [IPv6]:PORT, localhost:PORT or a bare PORT (binds 127.0.0.1); no host names".into()
+            }
         }
     }
 }
@@ -227,7 +234,6 @@ const MS: ValueType = ValueType::Millis { min: 1 };
 const MS0: ValueType = ValueType::Millis { min: 0 };
 const BILLING: ValueType = ValueType::Enum(&["PAY_PER_REQUEST", "PROVISIONED"]);
 
-const NO_METRICS: Usage = Usage::NotUsed("multilangd does not publish CloudWatch metrics");
 const V3: Usage = Usage::NotUsed("KCL 3.x setting; multilangd implements the KCL 2.x lease protocol");
 const INERT_CAPACITY: Usage = Usage::NotUsed(
     "the lease table is created with PAY_PER_REQUEST billing (as in Java, where the billing mode cannot be set through properties)",
@@ -301,13 +307,17 @@ pub static KEYS: &[KeySpec] = &[
         "Longest wait for a child's reply to one message; <= 0 disables the timeout (with a warning).", Daemon, Used),
     key("shutdownGraceMillis", MS0, noted("20000", "Java: 0"),
         "How long a SIGTERM/SIGINT waits for the graceful shutdown of the children.", Daemon, Used),
+    key("multilangd.httpAddress", ValueType::ListenAddress, unset("(off)"),
+        "Serve /metrics (Prometheus), /healthz, /readyz and /status here; --http-address wins. The Java daemon ignores multilangd.* keys.", Daemon, Used),
+    key("multilangd.stallThresholdMillis", MS, is("60000"),
+        "A held shard whose processor has not answered, or whose waiting records were not delivered, for this long is stalled: logged, and /readyz answers 503.", Daemon, Used),
     // ---- Credentials, region and endpoints
     key(CREDENTIALS, ValueType::Credentials, REQUIRED,
         "Credentials for Kinesis, and for DynamoDB/CloudWatch unless set separately. Any case of the AWSCredentialsProvider prefix is accepted (AwsCredentialsProvider, ...).", Aws, Used),
     key(CREDENTIALS_DYNAMODB, ValueType::Credentials, derived("= AWSCredentialsProvider"),
         "Credentials for the DynamoDB lease table.", Aws, Used),
     key(CREDENTIALS_CLOUDWATCH, ValueType::Credentials, derived("= AWSCredentialsProvider"),
-        "Credentials for CloudWatch (validated only).", Aws, NO_METRICS),
+        "Credentials for CloudWatch metrics.", Aws, Used),
     key("regionName", ValueType::Region, unset("SDK region chain"),
         "Region of all clients (AWS_REGION, profile, instance metadata when unset; no us-east-1 fallback).", Aws, Used),
     key("kinesisEndpoint", ValueType::Url, NONE,
@@ -323,11 +333,11 @@ pub static KEYS: &[KeySpec] = &[
     key("dynamoDbClient.region", ValueType::Region, derived("= regionName"),
         "Region of the DynamoDB client; wins over regionName.", Aws, Used),
     key("cloudWatchEndpoint", ValueType::Url, NONE,
-        "Endpoint override for CloudWatch (multilangd spelling; validated only).", Aws, NO_METRICS),
+        "Endpoint override for CloudWatch (multilangd spelling; the Java daemon only knows cloudWatchClient.endpointOverride).", Aws, Used),
     key("cloudWatchClient.endpointOverride", ValueType::Url, derived("= cloudWatchEndpoint"),
-        "Endpoint override for CloudWatch; wins over cloudWatchEndpoint (validated only).", Aws, NO_METRICS),
+        "Endpoint override for CloudWatch; wins over cloudWatchEndpoint. AWS_ENDPOINT_URL_CLOUDWATCH is ignored, as in Java.", Aws, Used),
     key("cloudWatchClient.region", ValueType::Region, derived("= regionName"),
-        "Region of the CloudWatch client (validated only).", Aws, NO_METRICS),
+        "Region of the CloudWatch client; wins over regionName.", Aws, Used),
     // ---- Stream position and retrieval
     key("initialPositionInStream", ValueType::Enum(&["TRIM_HORIZON", "LATEST"]), is("LATEST"),
         "Where leases for new shards start. For AT_TIMESTAMP use initialPositionInStreamExtended.", Retrieval, Used),
@@ -406,13 +416,13 @@ pub static KEYS: &[KeySpec] = &[
         Usage::Rejected("it cannot be set through properties; the Java daemon fails on every value too. Remove the key")),
     // ---- Metrics
     key("metricsLevel", ValueType::Enum(&["NONE", "SUMMARY", "DETAILED"]), is("DETAILED"),
-        "Metrics detail.", Metrics, NO_METRICS),
+        "CloudWatch metrics as the KCL publishes them: NONE publishes nothing, SUMMARY the main per-operation metrics, DETAILED adds per-call metrics.", Metrics, Used),
     key("metricsEnabledDimensions", ValueType::List, is("ALL"),
-        "Metric dimensions (Operation, ShardId, WorkerIdentifier, StreamId).", Metrics, NO_METRICS),
+        "Metric dimensions (Operation, ShardId, WorkerIdentifier, StreamId); Operation is always kept, a disabled dimension is dropped from the metrics that had it.", Metrics, Used),
     key("metricsBufferTimeMillis", MS, is("10000"),
-        "Buffer metrics this long before publishing.", Metrics, NO_METRICS),
+        "Aggregate metrics this long, then publish them with PutMetricData.", Metrics, Used),
     key("metricsMaxQueueSize", INT, is("10000"),
-        "Buffer at most this many metrics.", Metrics, NO_METRICS),
+        "Most distinct metric series buffered per window; values of further series are dropped (and counted on /metrics).", Metrics, Used),
     // ---- KCL 3.x
     key("clientVersionConfig", ValueType::Enum(&["CLIENT_VERSION_CONFIG_3X", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1"]),
         unset("the stored Migration3.0 state; a new application: 2.x (Java: 3.x); an existing 2.x fleet: 2.x"),

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 pub use credentials::{CredentialsSpec, ProviderSpec};
 pub use properties::Entry;
+pub use values::parse_listen_address;
 
 /// Where a resolved value came from (for `multilangd validate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +194,11 @@ pub struct Config {
     pub timeout: Option<Duration>,
     /// `shutdownGraceMillis`.
     pub shutdown_grace: Duration,
+    /// `multilangd.httpAddress` (`None`: no operations HTTP server). The command line's
+    /// `--http-address` replaces it.
+    pub http_address: Option<std::net::SocketAddr>,
+    /// `multilangd.stallThresholdMillis`.
+    pub stall_threshold: Duration,
     /// `AWSCredentialsProvider` / `AwsCredentialsProvider` (required).
     pub credentials: CredentialsSpec,
     /// `AWSCredentialsProviderDynamoDB` (`None`: the Kinesis provider).
@@ -261,13 +267,13 @@ pub struct Config {
     pub lease_table_deletion_protection_enabled: bool,
     /// `leaseTablePitrEnabled` (accepted, not used).
     pub lease_table_pitr_enabled: bool,
-    /// `metricsLevel` (accepted, not used).
+    /// `metricsLevel`.
     pub metrics_level: MetricsLevel,
-    /// `metricsEnabledDimensions` (accepted, not used).
+    /// `metricsEnabledDimensions`.
     pub metrics_enabled_dimensions: Vec<String>,
-    /// `metricsBufferTimeMillis` (accepted, not used).
+    /// `metricsBufferTimeMillis`.
     pub metrics_buffer_time: Duration,
-    /// `metricsMaxQueueSize` (accepted, not used).
+    /// `metricsMaxQueueSize`.
     pub metrics_max_queue_size: u32,
     /// `clientVersionConfig` as set in the file (`None`: not set).
     pub client_version_config: Option<ClientVersionConfig>,
@@ -800,7 +806,6 @@ mod tests {
         assert_eq!(
             c.unused_keys,
             vec![
-                ("metricsLevel".to_owned(), 6),
                 ("validateSequenceNumberBeforeCheckpointing".to_owned(), 7),
                 ("dampeningPercentage".to_owned(), 8),
             ]
@@ -828,6 +833,7 @@ mod tests {
             ("initialPositionInStreamExtended", "initialPositionInStream"),
             ("kinesisClient.endpointOverride", "kinesisEndpoint"),
             ("dynamoDbClient.endpointOverride", "dynamoDBEndpoint"),
+            ("cloudWatchClient.endpointOverride", "cloudWatchEndpoint"),
         ];
         let loaded = with("").unwrap();
         for k in keys::KEYS.iter().filter(|k| k.usage == Usage::Used) {

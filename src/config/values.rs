@@ -127,6 +127,21 @@ pub(super) fn is_tags(text: &str) -> bool {
     })
 }
 
+/// A listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT` or a bare `PORT`
+/// (→ `127.0.0.1:PORT`). Host names other than `localhost` are not resolved.
+#[must_use]
+pub fn parse_listen_address(text: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return port.parse::<u16>().ok().map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+    }
+    text.parse().ok()
+}
+
 /// Whether `text` is a value of `ty`.
 pub(super) fn valid_for(ty: ValueType, text: &str) -> bool {
     match ty {
@@ -144,6 +159,7 @@ pub(super) fn valid_for(ty: ValueType, text: &str) -> bool {
         ValueType::IsoDuration => is_iso_duration(text),
         ValueType::Tags => is_tags(text),
         ValueType::Decimal => text.parse::<f64>().is_ok_and(|v| v.is_finite() && v >= 0.0),
+        ValueType::ListenAddress => parse_listen_address(text).is_some(),
     }
 }
 
@@ -172,6 +188,15 @@ impl FromValue for &'static str {
     fn from_value(ty: ValueType, text: &str) -> Option<Self> {
         match ty {
             ValueType::Enum(names) => parse_choice(text, names),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for std::net::SocketAddr {
+    fn from_value(ty: ValueType, text: &str) -> Option<Self> {
+        match ty {
+            ValueType::ListenAddress => parse_listen_address(text),
             _ => None,
         }
     }

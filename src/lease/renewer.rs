@@ -41,6 +41,7 @@ use super::{Lease, LeaseError, LeaseStore};
 use crate::config::Config;
 pub use crate::model::CheckpointFailure;
 use crate::sequence::ExtendedSequenceNumber;
+use crate::telemetry::{self, Event, LeaseOperation};
 
 /// Java's `epsilonMillis`: slack subtracted from the renewal period.
 pub const EPSILON: Duration = Duration::from_millis(25);
@@ -253,7 +254,15 @@ impl LeaseRenewer {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            match self.inner.store.take_lease(lease, &me).await {
+            let call = Instant::now();
+            let result = self.inner.store.take_lease(lease, &me).await;
+            telemetry::record(Event::LeaseCall {
+                op: LeaseOperation::Take,
+                shard_id: Some(&lease.key),
+                duration: call.elapsed(),
+                success: matches!(result, Ok(true)),
+            });
+            match result {
                 Ok(true) => break,
                 Ok(false) => return Ok(None),
                 Err(LeaseError::Throttled { .. }) if attempt < TAKE_ATTEMPTS => attempt += 1,
@@ -348,6 +357,7 @@ impl LeaseRenewer {
         }
         entry.lost.cancel();
         warn!(lease = %key, reason, "lost lease");
+        telemetry::record(Event::LeaseLost { shard_id: &key });
     }
 
     /// Writes `checkpoint` for the held lease `key`, conditioned on the counter this worker
@@ -358,6 +368,23 @@ impl LeaseRenewer {
     /// [`CheckpointFailure::LeaseLost`] (the lease is dropped), `Throttled` or `Dependency`
     /// (the lease stays held).
     pub async fn checkpoint(
+        &self,
+        key: &str,
+        token: ConcurrencyToken,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<(), CheckpointFailure> {
+        let started = Instant::now();
+        let result = self.write_checkpoint(key, token, checkpoint).await;
+        let failure = result.as_ref().err().map(|f| match f {
+            CheckpointFailure::LeaseLost { .. } => "lease_lost",
+            CheckpointFailure::Throttled { .. } => "throttled",
+            _ => "dependency",
+        });
+        telemetry::record(Event::Checkpoint { shard_id: key, duration: started.elapsed(), failure });
+        result
+    }
+
+    async fn write_checkpoint(
         &self,
         key: &str,
         token: ConcurrencyToken,
@@ -452,7 +479,15 @@ impl LeaseRenewer {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            match self.inner.store.renew_lease(&lease).await {
+            let call = Instant::now();
+            let result = self.inner.store.renew_lease(&lease).await;
+            telemetry::record(Event::LeaseCall {
+                op: LeaseOperation::Renew,
+                shard_id: Some(&lease.key),
+                duration: call.elapsed(),
+                success: matches!(result, Ok(true)),
+            });
+            match result {
                 Ok(true) => {
                     let mut state = entry.state();
                     state.lease.counter = lease.counter + 1;
@@ -482,6 +517,7 @@ impl LeaseRenewer {
     /// One renewal round over every held lease, at most `max_concurrent_renewals` at once,
     /// each bounded by the renewal interval.
     pub async fn renew_all(&self) -> RenewRound {
+        let round_started = Instant::now();
         let entries: Vec<Arc<Entry>> = self.leases().values().cloned().collect();
         let permits = Arc::new(Semaphore::new(self.inner.config.max_concurrent_renewals.max(1)));
         let deadline = self.inner.config.renew_interval();
@@ -515,6 +551,13 @@ impl LeaseRenewer {
             }
         }
         round.lost.sort();
+        telemetry::record(Event::RenewalRound {
+            worker_id: self.worker_id(),
+            current: self.leases().len(),
+            lost: round.lost.len(),
+            failed: round.failed,
+            duration: round_started.elapsed(),
+        });
         *self.inner.last_round.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), round.clone()));
         round
     }

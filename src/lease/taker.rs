@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::renewer::{HeldLease, LeaseRenewer};
 use super::{Lease, LeaseError, LeaseStore};
+use crate::telemetry::{self, Event, LeaseOperation, TakeKind};
 
 /// Margin after a suspect lease's expiry before the confirming round runs.
 const SUSPECT_MARGIN: Duration = Duration::from_millis(50);
@@ -120,9 +121,36 @@ impl LeaseTaker {
     /// # Errors
     /// A scan failure aborts the round (like Java); take failures are logged and skipped.
     pub async fn take_round(&mut self, renewer: &LeaseRenewer) -> Result<(Vec<HeldLease>, TakeReport), LeaseError> {
+        let round_started = Instant::now();
         let held: HashSet<String> = renewer.held().into_iter().map(|h| h.lease.key).collect();
         let held = &held;
-        let scan = self.store.list_leases().await?;
+        let scanned = self.store.list_leases().await;
+        telemetry::record(Event::LeaseCall {
+            op: LeaseOperation::List,
+            shard_id: None,
+            duration: round_started.elapsed(),
+            success: scanned.is_ok(),
+        });
+        let scan = match scanned {
+            Ok(scan) => scan,
+            Err(e) => {
+                telemetry::record(Event::TakeLeasesRound {
+                    worker_id: &self.worker_id,
+                    taken: 0,
+                    untaken: 0,
+                    expired: 0,
+                    total: 0,
+                    workers: 0,
+                    needed: 0,
+                    to_take: 0,
+                    spillover: 0,
+                    very_old: 0,
+                    duration: round_started.elapsed(),
+                    success: false,
+                });
+                return Err(e);
+            }
+        };
         for bad in &scan.malformed {
             warn!(error = %bad, "skipping malformed lease item");
         }
@@ -131,13 +159,37 @@ impl LeaseTaker {
         let choice = self.choose(&scan.leases, held, now);
         let mut report = choice.report;
         let mut taken = Vec::new();
+        let expired = scan
+            .leases
+            .iter()
+            .filter(|l| !held.contains(&l.key))
+            .filter(|l| match l.owner.as_deref() {
+                None => true,
+                Some(o) => {
+                    o == self.worker_id || self.unchanged_for_longer_than(&l.key, self.settings.failover_time, now)
+                }
+            })
+            .count();
+        let very_old = scan
+            .leases
+            .iter()
+            .filter(|l| !held.contains(&l.key))
+            .filter(|l| self.unchanged_for_longer_than(&l.key, self.settings.failover_time * 3, now))
+            .count();
+        let to_take = choice.to_take.len().min(choice.wanted);
+        let mine = held.len();
+        let max_for_worker = usize::try_from(self.settings.max_leases_for_worker).unwrap_or(usize::MAX);
         for lease in choice.to_take {
             if taken.len() >= choice.wanted {
                 break;
             }
             report.attempted += 1;
+            let stolen = lease.owner.as_deref().is_some_and(|o| o != self.worker_id)
+                && !self.unchanged_for_longer_than(&lease.key, self.settings.failover_time, now);
             match renewer.acquire(&lease).await {
                 Ok(Some(held)) => {
+                    let kind = if stolen { TakeKind::Stolen } else { TakeKind::Expired };
+                    telemetry::record(Event::LeaseTaken { shard_id: &held.lease.key, kind });
                     self.seen.insert(
                         held.lease.key.clone(),
                         Seen { counter: held.lease.counter, last_change: Some(Instant::now()), delta: None },
@@ -149,6 +201,21 @@ impl LeaseTaker {
                 Err(e) => warn!(lease = %lease.key, error = %e, "could not take lease"),
             }
         }
+        let target = report.target;
+        telemetry::record(Event::TakeLeasesRound {
+            worker_id: &self.worker_id,
+            taken: report.taken.len(),
+            untaken: to_take.saturating_sub(report.taken.len()),
+            expired,
+            total: report.total_leases,
+            workers: report.workers,
+            needed: target.saturating_sub(mine),
+            to_take,
+            spillover: (target > max_for_worker || mine + to_take > max_for_worker) as usize,
+            very_old,
+            duration: round_started.elapsed(),
+            success: true,
+        });
         if !report.taken.is_empty() {
             info!(
                 taken = ?report.taken, stole = report.stole, target = report.target,

@@ -37,6 +37,7 @@ use crate::lease::leader::is_leader;
 use crate::lease::{HashKeyRange, Lease, LeaseStore};
 use crate::sequence::Position;
 use crate::stream::shards::{ShardFilter, ShardLister};
+use crate::telemetry::{self, Event};
 
 /// When audits run and how sure they must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +180,26 @@ impl Auditor {
     /// # Errors
     /// The scan, the ListShards back-fill or the sync failed; the hole tracker is kept.
     pub async fn audit(&mut self) -> Result<AuditOutcome, SyncError> {
+        let started = std::time::Instant::now();
+        let result = self.audit_once().await;
+        let (partial, to_sync, skipped) = match &result {
+            Ok(AuditOutcome::NotLeader) => return result,
+            Ok(AuditOutcome::Complete) | Err(_) => (0, 0, 0),
+            Ok(AuditOutcome::Hole { .. }) => (1, 0, 1),
+            Ok(AuditOutcome::SyncDeferred) => (1, 0, 1),
+            Ok(AuditOutcome::Synced { .. }) => (1, 1, 0),
+        };
+        telemetry::record(Event::PeriodicShardSync {
+            streams_with_partial_leases: partial,
+            streams_to_sync: to_sync,
+            skipped,
+            duration: started.elapsed(),
+            success: result.is_ok(),
+        });
+        result
+    }
+
+    async fn audit_once(&mut self) -> Result<AuditOutcome, SyncError> {
         let scan = self.store.list_leases().await?;
         if !is_leader(&self.worker_id, scan.leases.iter().filter_map(|l| l.owner.as_deref())) {
             debug!("not the leader; skipping the lease audit");

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::shard::consumer::{run_consumer, ConsumerContext, ConsumerError, ConsumerOutcome, ShardProgress};
 use crate::status::{ShardPhase, ShardStatus};
+use crate::telemetry::{self, Event};
 
 /// A consumer that runs now.
 #[derive(Debug)]
@@ -253,6 +254,7 @@ impl ConsumerSet {
                 };
                 handle.retry_at = Some(Instant::now() + delay);
                 handle.restarts += 1;
+                telemetry::record(Event::ConsumerRestarted { shard_id: &shard_id });
                 handle.last_failure = Some(error.to_string());
                 if persistent {
                     error!(

@@ -193,7 +193,7 @@ pub async fn non_empty_sync(
     let to_create = leases_to_create(&shards, &existing, position, ignore_unexpected_child_shards)?;
     let mut created = Vec::new();
     for lease in &to_create {
-        if store.create_lease_if_absent(lease).await? {
+        if super::sync::create_lease(store, lease, position).await? {
             info!(lease = %lease.key, checkpoint = %lease.checkpoint, parents = ?lease.parent_shard_ids, "shard sync created lease");
             created.push(lease.key.clone());
         }

@@ -17,6 +17,7 @@ use crate::lease::{HashKeyRange, Lease, LeaseError, LeaseStore};
 use crate::sequence::{ExtendedSequenceNumber, Position};
 use crate::stream::shards::{Shard, ShardFilter, ShardLister};
 use crate::stream::StreamError;
+use crate::telemetry::{self, Event, LeaseOperation};
 
 /// Attempts at getting a complete hash-key range before giving up (Java: 3, 1 s apart).
 const COVERAGE_ATTEMPTS: u32 = 3;
@@ -109,6 +110,7 @@ pub async fn initial_sync(
     store: &Arc<dyn LeaseStore>,
     position: InitialPosition,
 ) -> Result<usize, SyncError> {
+    let started = std::time::Instant::now();
     let mut attempt = 0;
     let mut shards = loop {
         attempt += 1;
@@ -128,12 +130,35 @@ pub async fn initial_sync(
     let checkpoint = initial_checkpoint(position);
     let mut created = 0;
     for shard in &shards {
-        if store.create_lease_if_absent(&lease_for_shard(shard, checkpoint.clone())).await? {
+        if create_lease(store, &lease_for_shard(shard, checkpoint.clone()), position).await? {
             created += 1;
         }
     }
+    telemetry::record(Event::ShardSync { created, duration: started.elapsed(), success: true });
     info!(shards = shards.len(), created, checkpoint = %checkpoint, "initial shard sync done");
     Ok(created)
+}
+
+/// `create_lease_if_absent`, recorded as the KCL's `CreateLease` (telemetry).
+pub(crate) async fn create_lease(
+    store: &Arc<dyn LeaseStore>,
+    lease: &Lease,
+    position: InitialPosition,
+) -> Result<bool, LeaseError> {
+    let started = std::time::Instant::now();
+    let result = store.create_lease_if_absent(lease).await;
+    let initial_position = match position {
+        InitialPosition::TrimHorizon => "TRIM_HORIZON",
+        InitialPosition::Latest => "LATEST",
+        InitialPosition::AtTimestamp { .. } => "AT_TIMESTAMP",
+    };
+    telemetry::record(Event::LeaseCall {
+        op: LeaseOperation::Create { initial_position },
+        shard_id: Some(&lease.key),
+        duration: started.elapsed(),
+        success: result.is_ok(),
+    });
+    result
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::protocol::messages::Action;
 use crate::sequence::{ExtendedSequenceNumber, Position};
 use crate::status::{ShardPhase, ShardStatus};
 use crate::stream::{ChildShard, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
+use crate::telemetry::{self, ChildOutcome, Event, ProcessorAction};
 
 /// Live counters of one shard, shared with the scheduler for progress reports and the
 /// status snapshot ([`crate::status`]).
@@ -250,6 +251,7 @@ impl Consumer {
             Next::ShardEnd(children) => self.end_shard(processor.as_mut(), children).await,
         };
         processor.shutdown().await;
+        telemetry::record(Event::ChildExited { shard_id: self.shard_id(), outcome: child_outcome(&outcome) });
         outcome
     }
 
@@ -298,11 +300,22 @@ impl Consumer {
         let mut processor =
             self.ctx.launcher.launch(self.shard_id()).await.map_err(|e| ConsumerOutcome::Failed(e.into()))?;
         self.ctx.progress.child_starts.fetch_add(1, Ordering::Relaxed);
+        telemetry::record(Event::ChildStarted { shard_id: self.shard_id() });
         let checkpoint = self.ctx.lease.checkpoint.clone();
         let action = Action::Initialize { checkpoint: Some(&checkpoint) };
-        if let Err(e) = processor.perform(action, None).await {
+        let started = Instant::now();
+        let result = processor.perform(action, None).await;
+        telemetry::record(Event::ProcessorAction {
+            shard_id: self.shard_id(),
+            action: ProcessorAction::Initialize,
+            duration: started.elapsed(),
+            success: result.is_ok(),
+        });
+        if let Err(e) = result {
             processor.shutdown().await;
-            return Err(ConsumerOutcome::Failed(e.into()));
+            let outcome = ConsumerOutcome::Failed(e.into());
+            telemetry::record(Event::ChildExited { shard_id: self.shard_id(), outcome: child_outcome(&outcome) });
+            return Err(outcome);
         }
         info!(checkpoint = %checkpoint, "record processor initialized");
         Ok(processor)
@@ -382,7 +395,17 @@ impl Consumer {
             warn!(took = ?took, records = batch.records.len(), "processRecords took longer than logWarningForTaskAfterMillis");
         }
         self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
+        let shard_id = self.ctx.lease.key.as_str();
+        let action = ProcessorAction::ProcessRecords;
+        telemetry::record(Event::ProcessorAction { shard_id, action, duration: took, success: result.is_ok() });
         result?;
+        telemetry::record(Event::RecordsProcessed {
+            shard_id,
+            records: batch.records.len() as u64,
+            bytes: batch.payload_bytes as u64,
+            millis_behind_latest: batch.millis_behind_latest,
+            duration: took,
+        });
         let progress = &self.ctx.progress;
         progress.records.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
         progress.bytes.fetch_add(batch.payload_bytes as u64, Ordering::Relaxed);
@@ -395,7 +418,15 @@ impl Consumer {
     async fn finish(&mut self, processor: &mut dyn ProcessorConnection, outcome: ConsumerOutcome) -> ConsumerOutcome {
         match outcome {
             ConsumerOutcome::ShutdownComplete => {
-                if let Err(e) = processor.perform(Action::ShutdownRequested, Some(&mut self.checkpointer)).await {
+                let started = Instant::now();
+                let result = processor.perform(Action::ShutdownRequested, Some(&mut self.checkpointer)).await;
+                telemetry::record(Event::ProcessorAction {
+                    shard_id: &self.ctx.lease.key,
+                    action: ProcessorAction::Shutdown,
+                    duration: started.elapsed(),
+                    success: result.is_ok(),
+                });
+                if let Err(e) = result {
                     warn!(error = %e, "record processor failed during shutdownRequested");
                     self.ctx.progress.set_checkpoint(self.checkpointer.last_checkpoint());
                     return ConsumerOutcome::ShutdownComplete;
@@ -462,6 +493,19 @@ impl Consumer {
 
 /// The consumer on its own: in-memory lease table and stream, in-process processors, a
 /// recording checkpoint store; no scheduler.
+/// How the record processor of a finished tenure ended, for telemetry.
+fn child_outcome(outcome: &ConsumerOutcome) -> ChildOutcome {
+    match outcome {
+        ConsumerOutcome::Failed(ConsumerError::Processor(failure)) => match failure {
+            ProcessorFailure::Exited { exit: crate::child::ChildExit::Signal(_), .. } => ChildOutcome::Killed,
+            ProcessorFailure::Exited { .. } | ProcessorFailure::Launch(_) => ChildOutcome::Failed,
+            ProcessorFailure::Protocol(e) if e.to_string().contains("timed out") => ChildOutcome::TimedOut,
+            ProcessorFailure::Protocol(_) => ChildOutcome::ProtocolError,
+        },
+        _ => ChildOutcome::Clean,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

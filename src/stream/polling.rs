@@ -51,6 +51,7 @@ use super::shards::{ShardHashRanges, ShardLister};
 use super::{RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::sequence::SequenceNumber;
+use crate::telemetry::{self, CallErrorClass, Event, Service};
 
 /// `maxRecords` default and upper limit.
 pub const MAX_RECORDS_LIMIT: u32 = 10_000;
@@ -389,15 +390,34 @@ impl Fetcher {
         E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
         let timeout = self.settings.request_timeout;
+        let started = std::time::Instant::now();
         let outcome = tokio::select! {
             () = self.cancel.cancelled() => return None,
             outcome = tokio::time::timeout(timeout, call) => outcome,
         };
-        Some(match outcome {
+        let result = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err((classify(operation, &error), describe(&error))),
             Err(_) => Err((ErrorClass::Transient, format!("no response within {timeout:?}"))),
-        })
+        };
+        let error = result.as_ref().err().map(|(class, _)| match class {
+            ErrorClass::Throttled => CallErrorClass::Throttled,
+            ErrorClass::Transient => CallErrorClass::Transient,
+            ErrorClass::ExpiredIterator | ErrorClass::InvalidIterator => CallErrorClass::Iterator,
+            ErrorClass::NotFound => CallErrorClass::NotFound,
+            ErrorClass::Fatal => CallErrorClass::Other,
+        });
+        telemetry::record(Event::AwsCall {
+            service: Service::Kinesis,
+            shard_id: Some(&self.shard_id),
+            operation: operation.name(),
+            duration: started.elapsed(),
+            error,
+        });
+        if matches!(result, Err((ErrorClass::ExpiredIterator, _))) && operation == Operation::GetRecords {
+            telemetry::record(Event::ExpiredIterator { shard_id: &self.shard_id });
+        }
+        Some(result)
     }
 
     async fn get_shard_iterator(&mut self) -> Option<Result<Option<String>, CallError>> {

@@ -176,6 +176,26 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Starts multilangd with `props`, extra command-line `args` (before the file) and extra
+    /// environment variables, logging to `log`.
+    pub fn start_multilangd_with(props: &Path, log: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let out = std::fs::File::create(log).expect("create daemon log");
+        let err = out.try_clone().expect("clone log");
+        let mut command = Command::new(multilangd_bin());
+        command.args(args).arg("--properties-file").arg(props).env("RUST_LOG", "info");
+        command
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_REGION", "us-east-1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start multilangd: {e}"));
+        Self { kind: Kind::Multilangd, log: log.to_owned(), started: Instant::now(), child, exited: None }
+    }
 }
 
 impl Drop for Daemon {

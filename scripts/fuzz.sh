@@ -23,8 +23,9 @@
 # Needs a nightly toolchain and cargo-fuzz (scripts/install-cargo-tools.sh puts it in
 # $MULTILANGD_TOOLS/bin, default <testbed>/tools/bin). Exit status: 0 all targets clean,
 # 1 a target failed (crash, assertion, timeout, out of memory), 2 nightly or cargo-fuzz missing.
-# Environment: FUZZ_NICE (default 10) runs the fuzzers under `nice`; FUZZ_ARGS adds libFuzzer
-# flags (e.g. "-jobs=2 -workers=2", "-only_ascii=1").
+# Environment: FUZZ_PARALLEL (default: number of CPUs) targets run at a time, one core each;
+# FUZZ_NICE (default 10) runs the build and the fuzzers under `nice`; FUZZ_ARGS adds libFuzzer
+# flags (e.g. "-only_ascii=1").
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,20 +65,42 @@ done
 build_s=$((SECONDS - started))
 echo "fuzz.sh: build took ${build_s} s"
 
-failed=()
-for t in "${targets[@]}"; do
+# Targets run side by side, FUZZ_PARALLEL at a time (default: the number of CPUs), each on
+# one core: on 2 cores the 5-target smoke run takes 3 rounds instead of 5.
+parallel=${FUZZ_PARALLEL:-$(nproc 2>/dev/null || echo 1)}
+[[ "$parallel" =~ ^[0-9]+$ && "$parallel" -ge 1 ]] || parallel=1
+logdir=$(mktemp -d)
+trap 'rm -rf "$logdir"' EXIT
+run_one() { # target
+  local t=$1 t0=$SECONDS rc
   mkdir -p "corpus/$t"
-  log=$(mktemp)
-  t0=$SECONDS
   set +e
   # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
   nice -n "${FUZZ_NICE:-10}" cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
-    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1
+    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_ARGS:-} \
+    >"$logdir/$t.log" 2>&1
   rc=$?
   set -e
+  echo "$rc $((SECONDS - t0))" >"$logdir/$t.rc"
+}
+pids=()
+for t in "${targets[@]}"; do
+  while [[ ${#pids[@]} -ge $parallel ]]; do
+    wait "${pids[0]}" || true
+    pids=("${pids[@]:1}")
+  done
+  run_one "$t" &
+  pids+=("$!")
+done
+for p in "${pids[@]}"; do wait "$p" || true; done
+
+failed=()
+for t in "${targets[@]}"; do
+  log="$logdir/$t.log"
+  read -r rc took <"$logdir/$t.rc"
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1)
-  printf 'fuzz.sh: %-14s %4d s  %10s runs  %s  corpus %d files\n' "$t" "$((SECONDS - t0))" "${runs:-?}" \
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1 || true)
+  printf 'fuzz.sh: %-14s %4d s  %10s runs  %s  corpus %d files\n' "$t" "$took" "${runs:-?}" \
     "${cov:-cov: ?}" "$(find "corpus/$t" "seeds/$t" -type f | wc -l)"
   if [[ $rc -ne 0 ]]; then
     failed+=("$t")
@@ -85,7 +108,6 @@ for t in "${targets[@]}"; do
     grep -v '^#[0-9]' "$log" | tail -n 40 >&2
     echo "fuzz.sh: reproduce with: (cd fuzz && cargo +nightly fuzz run $t artifacts/$t/<file>)" >&2
   fi
-  rm -f "$log"
 done
 echo "fuzz.sh: ${#targets[@]} target(s), ${seconds} s each, $((SECONDS - started)) s in all (build ${build_s} s)"
 if [[ ${#failed[@]} -gt 0 ]]; then

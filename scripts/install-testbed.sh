@@ -9,6 +9,8 @@
 #                          (venv-java/lib/python3.*/site-packages/amazon_kclpy/jars/)
 #   venv-java3/            kclpy-ext 3.1.3.post4 = the KCL 3.1.3 MultiLangDaemon jars (--no-deps)
 #   venv-moto/bin/moto_server   moto[server] 5.2.5 (DynamoDB for the KCL 3.x daemon, CloudWatch)
+#   tools/bin/             cargo-fuzz 0.13.2, cargo-deny 0.20.2 (scripts/install-cargo-tools.sh,
+#                          own stamp tools/.stamp; cargo install --locked from crates.io)
 # Each of emu, venv, venv-java, venv-java3, venv-moto has a stamp (.stamps/<part>) holding a digest of its inputs (pins,
 # scripts, tool versions); a part whose stamp matches is skipped, so a second run takes a second or
 # two. A part whose inputs changed (or that is broken) is removed and rebuilt from scratch.
@@ -17,7 +19,7 @@
 #   --force   rebuild every part
 #   --check   only check the prerequisites and whether the test bed is up to date (exit 1 if not)
 # Prerequisites: node >= 18 with npm, python3 >= 3.8 with venv+pip, java 17+ (for the reference
-# daemon only), tar. Network: the npm registry and PyPI.
+# daemon only), tar, cargo. Network: the npm registry, PyPI and crates.io.
 # See docs/testbed.md.
 set -euo pipefail
 
@@ -160,6 +162,7 @@ up_to_date() {
 
 if [[ $check_only -eq 1 ]]; then
   say "prerequisites ok: node $node_version, python $python_version, java $java_version"
+  MULTILANGD_TESTBED="$TB" "$SCRIPTS/install-cargo-tools.sh" --check || exit 1
   if up_to_date; then say "test bed at $TB is up to date"; exit 0; fi
   say "test bed at $TB is missing or out of date; run scripts/install-testbed.sh"
   exit 1
@@ -171,6 +174,13 @@ TB=$(cd "$TB" && pwd)
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$TB/.install.lock"
   flock -w 600 9 || die "another install-testbed.sh holds $TB/.install.lock"
+fi
+
+# cargo-fuzz and cargo-deny (own script and stamp, in ~/.cache/multilangd/cargo-tools): scripts/install-cargo-tools.sh.
+if [[ $force -eq 1 ]]; then
+  MULTILANGD_TESTBED="$TB" "$SCRIPTS/install-cargo-tools.sh" --force
+else
+  MULTILANGD_TESTBED="$TB" "$SCRIPTS/install-cargo-tools.sh"
 fi
 
 if up_to_date; then

@@ -4,15 +4,21 @@
 #   1. scripts/install-testbed.sh          (a no-op taking ~1 s when the test bed is up to date)
 #   2. cargo fmt --check
 #   3. cargo clippy --all-targets -- -D warnings
-#   4. the sample apps' own unit tests     (python -m unittest, sample-apps/producer)
-#   5. cargo test --all-targets            with MULTILANGD_TESTBED set, under a time limit
-#   6. no process of the test bed may be left running: any emulator, Java daemon, sample
+#   4. cargo deny check licenses bans sources   (deny.toml; advisories need a network database)
+#   5. the sample apps' own unit tests     (python -m unittest, sample-apps/producer)
+#   6. cargo test --all-targets            with MULTILANGD_TESTBED set, under a time limit
+#   7. fuzz smoke: scripts/fuzz.sh ${MULTILANGD_FUZZ_SECONDS:-20} — every fuzz target for 20 s
+#      (about 2 min in all with the build on 2 cores); skipped, with a message, only when no
+#      nightly toolchain is installed. The long run is `scripts/fuzz.sh` (600 s per target).
+#   8. no process of the test bed may be left running: any emulator, Java daemon, sample
 #      processor (command line or working directory inside the test bed) or multilangd binary of
 #      this repository that appeared during the run and is still alive fails the run (and is
 #      killed, by PID).
 #
 # Environment: MULTILANGD_TESTBED (default <repo>/.testbed), MULTILANGD_TEST_TIMEOUT (seconds for
-# step 5, default 1800), CARGO_TEST_ARGS (extra arguments for cargo test, e.g. "-- --test-threads=1").
+# step 6, default 1800), CARGO_TEST_ARGS (extra arguments for cargo test, e.g. "-- --test-threads=1"),
+# MULTILANGD_TOOLS (cargo-fuzz/cargo-deny, default ~/.cache/multilangd/cargo-tools),
+# MULTILANGD_FUZZ_SECONDS (step 7, per target, default 20).
 #
 # Why `cargo test` and not nextest: every test already cleans up its processes on drop, the suite
 # is small enough for cargo's per-binary parallelism on 2 cores, and cargo test needs nothing
@@ -89,6 +95,9 @@ cargo fmt --check -- --color=never
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo deny check licenses bans sources"
+PATH="${MULTILANGD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/multilangd/cargo-tools}/bin:$PATH" cargo deny --log-level error check licenses bans sources
+
 step "sample-apps unit tests"
 "$MULTILANGD_TESTBED/venv/bin/python" -m unittest discover -s sample-apps/producer -p 'test_*.py'
 
@@ -104,3 +113,10 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p +=
      END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$cargo_log"
 rm -f "$cargo_log"
 [[ $cargo_rc -eq 0 ]] || exit "$cargo_rc"
+
+step "fuzz smoke: every target for ${MULTILANGD_FUZZ_SECONDS:-20} s (scripts/fuzz.sh)"
+if cargo +nightly --version >/dev/null 2>&1; then
+  timeout --signal=TERM --kill-after=30 900 scripts/fuzz.sh "${MULTILANGD_FUZZ_SECONDS:-20}"
+else
+  echo "SKIPPED: no nightly Rust toolchain, which cargo-fuzz needs (rustup toolchain install nightly)"
+fi

@@ -507,3 +507,104 @@ async fn drop_kills_the_whole_group() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Security: `executableName` never goes through a shell.
+
+/// Arguments a shell would act on: command separators, substitutions, pipes, redirections,
+/// globs, quotes, expansions and comments. `MARK` is replaced by a marker path that a shell
+/// would create.
+const SHELL_METACHARACTERS: &[&str] = &[
+    ";",
+    "touch",
+    "MARK-semicolon",
+    "$(touch${IFS}MARK-subst)",
+    "`touch${IFS}MARK-backtick`",
+    "|",
+    "tee",
+    "MARK-pipe",
+    "&&",
+    "touch",
+    "MARK-and",
+    "||",
+    ">MARK-redirect",
+    "*",
+    "tests/*.rs",
+    "?",
+    "[a-z]*",
+    "{a,b}",
+    "~",
+    "$HOME",
+    "${PATH}",
+    "\"double\"",
+    "'single'",
+    "back\\slash",
+    "#not-a-comment",
+    "&",
+    "!",
+];
+
+/// Loads `executableName = <program> <args>` through the real configuration reader and
+/// returns what the child should see as its arguments.
+fn executable_from_properties(program: &str, marker_dir: &std::path::Path) -> (Executable, Vec<String>) {
+    let args: Vec<String> = SHELL_METACHARACTERS
+        .iter()
+        .map(|a| a.replace("MARK", &marker_dir.join("pwned").display().to_string()))
+        .collect();
+    let value = std::iter::once(program.to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    let file = marker_dir.join("app.properties");
+    std::fs::write(
+        &file,
+        format!(
+            "executableName = {}\napplicationName = app\nstreamName = s\nAWSCredentialsProvider = DefaultCredentialsProvider\n",
+            // A backslash escapes the next character in a .properties value: double it.
+            value.replace('\\', "\\\\")
+        ),
+    )
+    .unwrap();
+    let loaded = multilangd::config::Config::load(&file).unwrap();
+    (loaded.config.executable, args)
+}
+
+async fn assert_arguments_reach_child_verbatim(program: &str, shard: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (executable, args) = executable_from_properties(program, dir.path());
+    assert_eq!(executable.program, program);
+    assert_eq!(executable.args, args, "the configuration splits on spaces only");
+    let (mut child, pipes) = spawn(&executable, shard);
+    let out = String::from_utf8(read_all(pipes).await).unwrap();
+    let expected: String = args.iter().map(|a| format!("{a}\n")).collect();
+    assert_eq!(out, expected, "arguments as the child received them");
+    assert_eq!(child.wait().await, ChildExit::Success);
+    let created: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "app.properties")
+        .collect();
+    assert!(created.is_empty(), "a shell ran something: {created:?}");
+}
+
+#[tokio::test]
+async fn shell_metacharacters_in_arguments_reach_the_child_verbatim() {
+    assert_arguments_reach_child_verbatim("./tests/children/print_args.sh", "spawn-metachar").await;
+}
+
+#[tokio::test]
+async fn shell_metacharacters_reach_a_script_without_shebang_verbatim() {
+    // The one case where /bin/sh is involved (Java's ENOEXEC fallback): sh runs the script
+    // file with the arguments as positional parameters; it never parses them as commands.
+    assert_arguments_reach_child_verbatim("./tests/children/print_args_no_shebang.sh", "spawn-metachar-sh").await;
+}
+
+#[tokio::test]
+async fn shell_metacharacters_in_the_program_name_are_a_missing_program_not_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    for program in [format!("true;touch${{IFS}}{}", marker.display()), format!("$(touch${{IFS}}{})", marker.display())]
+    {
+        // Both contain a `/` (the marker path), so they are paths that do not exist.
+        let err = ChildProcess::spawn(&exe(&program, &[]), "spawn-metachar-program").unwrap_err();
+        assert!(err.to_string().contains(&program), "{program}: {err}");
+    }
+    assert!(!marker.exists(), "a shell ran the program name");
+}

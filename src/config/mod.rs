@@ -805,10 +805,7 @@ mod tests {
         assert_eq!(c.metrics_level, MetricsLevel::None);
         assert_eq!(
             c.unused_keys,
-            vec![
-                ("validateSequenceNumberBeforeCheckpointing".to_owned(), 7),
-                ("dampeningPercentage".to_owned(), 8),
-            ]
+            vec![("validateSequenceNumberBeforeCheckpointing".to_owned(), 7), ("dampeningPercentage".to_owned(), 8),]
         );
         assert!(warnings(&loaded).iter().all(|w| w.contains("has no effect")));
         // Unused keys are still validated.

@@ -33,8 +33,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use tracing::{debug, info, warn};
 
-use super::{HashKeyRange, Lease, LeaseError, LeaseScan, LeaseStore, MigrationState};
-use crate::sequence::{ExtendedSequenceNumber, Position};
+use super::{item, HashKeyRange, Lease, LeaseError, LeaseScan, LeaseStore, MigrationState};
+use crate::sequence::ExtendedSequenceNumber;
 
 /// Per-HTTP-attempt timeout applied to the DynamoDB client unless it already has one.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,46 +51,7 @@ const TABLE_POLL_MAX: Duration = Duration::from_secs(1);
 /// The key of the KCL 3.x client-version migration item.
 pub const MIGRATION_KEY: &str = "Migration3.0";
 
-/// Attribute names, exactly as the Java KCL writes them.
-pub mod attr {
-    /// `leaseKey` (S), the table's partition key.
-    pub const LEASE_KEY: &str = "leaseKey";
-    /// `leaseOwner` (S).
-    pub const LEASE_OWNER: &str = "leaseOwner";
-    /// `leaseCounter` (N).
-    pub const LEASE_COUNTER: &str = "leaseCounter";
-    /// `checkpoint` (S).
-    pub const CHECKPOINT: &str = "checkpoint";
-    /// `checkpointSubSequenceNumber` (N).
-    pub const CHECKPOINT_SUB_SEQUENCE: &str = "checkpointSubSequenceNumber";
-    /// `pendingCheckpoint` (S).
-    pub const PENDING_CHECKPOINT: &str = "pendingCheckpoint";
-    /// `pendingCheckpointSubSequenceNumber` (N).
-    pub const PENDING_CHECKPOINT_SUB_SEQUENCE: &str = "pendingCheckpointSubSequenceNumber";
-    /// `pendingCheckpointState` (B).
-    pub const PENDING_CHECKPOINT_STATE: &str = "pendingCheckpointState";
-    /// `ownerSwitchesSinceCheckpoint` (N).
-    pub const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
-    /// `parentShardId` (SS; singular name).
-    pub const PARENT_SHARD_IDS: &str = "parentShardId";
-    /// `childShardIds` (SS).
-    pub const CHILD_SHARD_IDS: &str = "childShardIds";
-    /// `startingHashKey` (S).
-    pub const STARTING_HASH_KEY: &str = "startingHashKey";
-    /// `endingHashKey` (S).
-    pub const ENDING_HASH_KEY: &str = "endingHashKey";
-    /// `checkpointOwner` (S, KCL 3.x hand-off).
-    pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
-    /// `entityType` (S, KCL 3.5 single-table format).
-    pub const ENTITY_TYPE: &str = "entityType";
-    /// `key` (S): partition key of `<app>-CoordinatorState`.
-    pub const COORDINATOR_KEY: &str = "key";
-    /// `cv` (S): client version in the `Migration3.0` item.
-    pub const CLIENT_VERSION: &str = "cv";
-}
-
-/// The `entityType` value of lease items.
-pub const ENTITY_TYPE_LEASE: &str = "LEASE";
+pub use super::item::{attr, ENTITY_TYPE_LEASE};
 
 /// The lease table in DynamoDB.
 #[derive(Debug, Clone)]
@@ -675,110 +636,37 @@ pub fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
 
 /// Reads a lease item. `Ok(None)` for non-lease items (`entityType` present and not
 /// `LEASE`); `Err(Malformed)` when a lease attribute is missing or has the wrong type.
+/// The decoding itself is [`item::decode_lease`], which does not depend on the SDK.
 ///
 /// # Errors
 /// [`LeaseError::Malformed`] describing the first problem found.
 pub fn lease_from_item(table: &str, item: &HashMap<String, AttributeValue>) -> Result<Option<Lease>, LeaseError> {
-    let key = match item.get(attr::LEASE_KEY) {
-        Some(AttributeValue::S(key)) => key.clone(),
-        other => format!("{other:?}"),
-    };
-    let malformed = |reason: String| LeaseError::Malformed { table: table.to_owned(), key: key.clone(), reason };
-    let reader = ItemReader { item };
-    match reader.string(attr::ENTITY_TYPE).map_err(&malformed)? {
-        Some(entity) if entity != ENTITY_TYPE_LEASE => return Ok(None),
-        _ => {}
-    }
-    parse_lease(&reader, &key).map(Some).map_err(malformed)
+    item::decode_lease(|name| item.get(name).map(attr_view))
+        .map_err(|item::Malformed { key, reason }| LeaseError::Malformed { table: table.to_owned(), key, reason })
 }
 
-fn parse_lease(r: &ItemReader<'_>, key: &str) -> Result<Lease, String> {
-    if r.string(attr::LEASE_KEY)?.is_none() {
-        return Err("missing leaseKey".to_owned());
-    }
-    let counter = r.number(attr::LEASE_COUNTER)?.ok_or("missing leaseCounter")?;
-    let position = r.string(attr::CHECKPOINT)?.ok_or("missing checkpoint")?;
-    let checkpoint = ExtendedSequenceNumber {
-        position: parse_position(attr::CHECKPOINT, position)?,
-        sub_sequence: r.number(attr::CHECKPOINT_SUB_SEQUENCE)?.unwrap_or(0),
-    };
-    let pending_checkpoint = match r.string(attr::PENDING_CHECKPOINT)? {
-        Some(text) => Some(ExtendedSequenceNumber {
-            position: parse_position(attr::PENDING_CHECKPOINT, text)?,
-            sub_sequence: r.number(attr::PENDING_CHECKPOINT_SUB_SEQUENCE)?.unwrap_or(0),
-        }),
-        None => None,
-    };
-    let hash_key_range = match (r.string(attr::STARTING_HASH_KEY)?, r.string(attr::ENDING_HASH_KEY)?) {
-        (Some(starting), Some(ending)) if !starting.is_empty() && !ending.is_empty() => {
-            Some(HashKeyRange { starting: starting.to_owned(), ending: ending.to_owned() })
-        }
-        _ => None,
-    };
-    Ok(Lease {
-        key: key.to_owned(),
-        owner: r.string(attr::LEASE_OWNER)?.map(str::to_owned),
-        counter,
-        checkpoint,
-        pending_checkpoint,
-        pending_checkpoint_state: r.binary(attr::PENDING_CHECKPOINT_STATE)?,
-        owner_switches_since_checkpoint: r.number(attr::OWNER_SWITCHES)?.unwrap_or(0),
-        parent_shard_ids: r.string_set(attr::PARENT_SHARD_IDS)?,
-        child_shard_ids: r.string_set(attr::CHILD_SHARD_IDS)?,
-        hash_key_range,
-        checkpoint_owner: r.string(attr::CHECKPOINT_OWNER)?.map(str::to_owned),
-    })
-}
-
-fn parse_position(name: &str, text: &str) -> Result<Position, String> {
-    Position::parse(text).ok_or_else(|| format!("{name} {text:?} is neither a sequence number nor a sentinel"))
-}
-
-/// Typed, optional attribute access with "wrong type" errors.
-struct ItemReader<'a> {
-    item: &'a HashMap<String, AttributeValue>,
-}
-
-impl ItemReader<'_> {
-    fn string(&self, name: &str) -> Result<Option<&str>, String> {
-        match self.item.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::S(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("{name} must be S, found {other:?}")),
-        }
-    }
-
-    fn number(&self, name: &str) -> Result<Option<u64>, String> {
-        match self.item.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::N(n)) => {
-                n.trim().parse::<u64>().map(Some).map_err(|_| format!("{name} {n:?} is not a non-negative integer"))
-            }
-            Some(other) => Err(format!("{name} must be N, found {other:?}")),
-        }
-    }
-
-    fn string_set(&self, name: &str) -> Result<BTreeSet<String>, String> {
-        match self.item.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(BTreeSet::new()),
-            Some(AttributeValue::Ss(values)) => Ok(values.iter().cloned().collect()),
-            Some(other) => Err(format!("{name} must be SS, found {other:?}")),
-        }
-    }
-
-    fn binary(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        match self.item.get(name) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::B(blob)) => Ok(Some(blob.as_ref().to_vec())),
-            Some(other) => Err(format!("{name} must be B, found {other:?}")),
-        }
+/// The SDK's attribute value as the SDK-free decoder sees it.
+fn attr_view(value: &AttributeValue) -> item::Attr<'_> {
+    use item::Attr;
+    match value {
+        AttributeValue::S(s) => Attr::S(s),
+        AttributeValue::N(n) => Attr::N(n),
+        AttributeValue::B(blob) => Attr::B(blob.as_ref()),
+        AttributeValue::Ss(values) => Attr::Ss(values),
+        AttributeValue::Null(_) => Attr::Null,
+        AttributeValue::Bool(_) => Attr::Other("BOOL"),
+        AttributeValue::L(_) => Attr::Other("L"),
+        AttributeValue::M(_) => Attr::Other("M"),
+        AttributeValue::Ns(_) => Attr::Other("NS"),
+        AttributeValue::Bs(_) => Attr::Other("BS"),
+        _ => Attr::Other("an unknown type"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sequence::SequenceNumber;
+    use crate::sequence::{Position, SequenceNumber};
 
     fn full_lease() -> Lease {
         Lease {

@@ -16,6 +16,7 @@ pub mod assignment;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod dynamodb;
+pub mod item;
 pub mod kcl3;
 pub mod leader;
 #[cfg(any(test, feature = "test-support"))]
@@ -29,53 +30,7 @@ use async_trait::async_trait;
 
 pub use crate::model::HashKeyRange;
 use crate::sequence::ExtendedSequenceNumber;
-
-/// One lease item (KCL 2.x format; 3.x-only attributes are kept where the protocol needs them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// `leaseKey` (S): the shard id.
-    pub key: String,
-    /// `leaseOwner` (S): worker id of the holder; absent when unassigned.
-    pub owner: Option<String>,
-    /// `leaseCounter` (N): optimistic-lock counter.
-    pub counter: u64,
-    /// `checkpoint` (S) + `checkpointSubSequenceNumber` (N).
-    pub checkpoint: ExtendedSequenceNumber,
-    /// `pendingCheckpoint` (S) + `pendingCheckpointSubSequenceNumber` (N), if present.
-    pub pending_checkpoint: Option<ExtendedSequenceNumber>,
-    /// `pendingCheckpointState` (B), if present.
-    pub pending_checkpoint_state: Option<Vec<u8>>,
-    /// `ownerSwitchesSinceCheckpoint` (N).
-    pub owner_switches_since_checkpoint: u64,
-    /// `parentShardId` (SS); empty set = attribute absent.
-    pub parent_shard_ids: BTreeSet<String>,
-    /// `childShardIds` (SS); empty set = attribute absent.
-    pub child_shard_ids: BTreeSet<String>,
-    /// `startingHashKey` / `endingHashKey` (S), if present.
-    pub hash_key_range: Option<HashKeyRange>,
-    /// `checkpointOwner` (S, KCL 3.x graceful hand-off), if present.
-    pub checkpoint_owner: Option<String>,
-}
-
-impl Lease {
-    /// A new, unowned lease at `checkpoint` with counter 0 (what shard sync creates).
-    #[must_use]
-    pub fn new(key: impl Into<String>, checkpoint: ExtendedSequenceNumber) -> Self {
-        Self {
-            key: key.into(),
-            owner: None,
-            counter: 0,
-            checkpoint,
-            pending_checkpoint: None,
-            pending_checkpoint_state: None,
-            owner_switches_since_checkpoint: 0,
-            parent_shard_ids: BTreeSet::new(),
-            child_shard_ids: BTreeSet::new(),
-            hash_key_range: None,
-            checkpoint_owner: None,
-        }
-    }
-}
+pub use item::Lease;
 
 /// The fleet's KCL 3.x client-version state, read from the `Migration3.0` item.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -77,7 +77,15 @@
 use crate::model::Record;
 use crate::sequence::ExtendedSequenceNumber;
 
-use super::CheckpointRequest;
+/// A checkpoint request exactly as the child sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRequest {
+    /// `sequenceNumber`: `None` when null or absent ("largest permitted position"); else
+    /// the exact text (a JSON number keeps its digits; a boolean becomes "true"/"false").
+    pub sequence_number: Option<String>,
+    /// `subSequenceNumber`: `None` when null, absent or `""`; floats are truncated.
+    pub sub_sequence_number: Option<i64>,
+}
 
 /// Which of the five daemon actions a message is (each is acknowledged by a `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,22 +13,12 @@ pub mod codec;
 pub mod messages;
 pub mod session;
 
-pub use messages::{Action, ActionKind, ChildMessage};
+pub use messages::{Action, ActionKind, CheckpointRequest, ChildMessage};
 pub use session::{ProtocolError, ProtocolErrorKind, ProtocolSession};
 
 use async_trait::async_trait;
 
 pub use crate::model::CheckpointError;
-
-/// A checkpoint request exactly as the child sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointRequest {
-    /// `sequenceNumber`: `None` when null or absent ("largest permitted position"); else
-    /// the exact text (a JSON number keeps its digits; a boolean becomes "true"/"false").
-    pub sequence_number: Option<String>,
-    /// `subSequenceNumber`: `None` when null, absent or `""`; floats are truncated.
-    pub sub_sequence_number: Option<i64>,
-}
 
 /// Serves the child's checkpoint requests during one action.
 #[async_trait]

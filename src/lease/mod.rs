@@ -19,6 +19,7 @@ pub mod dynamodb;
 pub mod leader;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+pub mod recent;
 pub mod renewer;
 pub mod taker;
 

@@ -46,6 +46,9 @@ struct Args {
     /// Every worker scans for each audit (the daemon before it shared the taker's scan).
     #[arg(long)]
     no_shared_scan: bool,
+    /// A label copied into the report (`"label"`), e.g. the settings' name.
+    #[arg(long, default_value = "")]
+    label: String,
     /// Leave the per-minute usage out of the report.
     #[arg(long)]
     no_minutes: bool,
@@ -74,7 +77,13 @@ fn main() -> ExitCode {
             if args.no_minutes {
                 report.minutes.clear();
             }
-            match serde_json::to_string(&report) {
+            let labelled = serde_json::to_value(&report).map(|mut value| {
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("label".to_owned(), serde_json::Value::String(args.label.clone()));
+                }
+                value
+            });
+            match labelled.and_then(|value| serde_json::to_string(&value)) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS

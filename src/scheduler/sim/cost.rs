@@ -155,9 +155,9 @@ pub fn kcl2_steady(
 ///   `leaseOwner` does not change, so the keys-only GSI is not written);
 /// - the leader's assignment run every `2 × failover`: one full lease scan plus a scan of
 ///   the `workers` WorkerMetricStats items (~1 KiB each);
-/// - each worker's lease discovery every `failover − 25 ms`... in 3.1 every
-///   `assignment interval / 2 − 25 ms` (9 975 ms): a GSI query returning its own
-///   `leases / workers` keys;
+/// - each worker's lease discovery every `assignment interval / 2 − 25 ms` (= `failover −
+///   25 ms` = 9 975 ms with the defaults): a GSI query returning its own `leases / workers`
+///   keys;
 /// - each worker's WorkerMetricStats UpdateItem every 30 s (1-2 KiB: 2 WRU);
 /// - the leader lock: the holder heartbeats every 30 s (1 WRU); every other worker reads
 ///   the lock item every 30 s (consistent GetItem: 1 RRU);

@@ -228,6 +228,7 @@ fn daemon(cli: &Cli) -> ExitCode {
             "--log-configuration is ignored: multilangd logs to stderr; use --log-level, RUST_LOG and --log-format"
         );
     }
+    raise_open_file_limit();
     let loaded = match Config::load(&path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -499,4 +500,20 @@ fn leases(path: &Path, json: bool, watch: Option<Duration>, count: Option<u64>) 
             }
         }
     })
+}
+
+/// Raises the soft limit on open files to the hard limit, as the JVM does for the Java
+/// daemon (`-XX:+MaxFDLimit`): every shard holds a child's three pipes plus sockets, about
+/// 5.5 descriptors per shard (BENCHMARKS.md, many-shards), so a 1 024 soft limit would stop
+/// a worker near 180 shards. Failure only costs head-room; it is logged, never fatal.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }

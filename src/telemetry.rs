@@ -6,7 +6,7 @@
 //! Nothing is allocated or locked beyond one uncontended read lock when no recorder is
 //! installed, so the calls can stay in place in tests and in `metricsLevel = NONE` runs.
 //! The daemon installs one [`Recorder`] per run ([`install`]) holding the sinks — the
-//! Prometheus registry and the CloudWatch publisher queue in [`crate::ops`] — and each sink
+//! Prometheus registry and the CloudWatch publisher queue in the `ops` module — and each sink
 //! turns events into its own representation. A sink must not block: it updates atomics or
 //! `try_send`s into a bounded queue.
 //!

@@ -27,6 +27,17 @@ def read_mem_kib(pid):
     return rss, hwm
 
 
+def read_threads_fds(pid):
+    """(threads, open file descriptors) of a process."""
+    threads = 0
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Threads:"):
+                threads = int(line.split()[1])
+                break
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def children_of(pid):
     out = []
     try:
@@ -96,6 +107,7 @@ class Monitor:
         try:
             s["daemon_cpu"], _ = read_cpu_s(self.daemon_pid)
             s["daemon_rss_kib"], s["daemon_hwm_kib"] = read_mem_kib(self.daemon_pid)
+            s["daemon_threads"], s["daemon_fds"] = read_threads_fds(self.daemon_pid)
         except (OSError, IndexError, ValueError):
             self.daemon_gone = True
             if not self.samples:

@@ -17,6 +17,12 @@ ROWS = [
     ("put → child latency p50, fan-out (kinesis-local), ms", "latency-fanout", "p50_ms", "lower", None, "{:.0f}"),
     ("put → child latency p99, fan-out (kinesis-local), ms", "latency-fanout", "p99_ms", "lower", None, "{:.0f}"),
     ("DynamoDB requests per lease per minute, steady state", "steady", "ddb_req_per_lease_min", "lower", None, "{:.1f}"),
+    ("Many shards: launch → a record delivered on all 16 shards, s", "many-shards", "all_shards_s_16", "lower", None, "{:.1f}"),
+    ("Many shards: launch → a record delivered on all 64 shards, s", "many-shards", "all_shards_s_64", "lower", None, "{:.1f}"),
+    ("Many shards: launch → a record delivered on all 192 shards, s", "many-shards", "all_shards_s_192", "lower", None, "{:.1f}"),
+    ("Many shards: peak daemon RSS, 64 shards, MiB", "many-shards", "rss_peak_mib_64", "lower", None, "{:.1f}"),
+    ("Many shards: peak daemon RSS, 192 shards, MiB", "many-shards", "rss_peak_mib_192", "lower", ("<=", 32), "{:.1f}"),
+    ("Many shards: idle daemon CPU, 192 shards, % of one core", "many-shards", "idle_cpu_pct_192", "lower", ("<=", 2.0), "{:.2f}"),
     ("Synthetic ceiling: shard pipeline from memory, records/s per core", "ceiling", "records_per_sec_per_core", "higher", (">=", 1_000_000), "{:,.0f}"),
     ("Synthetic ceiling: shard pipeline from memory, MB/s per core", "ceiling", "mb_per_sec_per_core", "higher", None, "{:,.1f}"),
 ]
@@ -29,9 +35,10 @@ SCENARIO_TITLES = {
     "latency-fanout": "put → child latency (enhanced fan-out)",
     "throughput": "Throughput, CPU per record, loaded RSS",
     "ceiling": "Synthetic ceiling (shard pipeline fed from memory)",
+    "many-shards": "Many shards on one worker (16-192, hot start)",
 }
 
-ORDER = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling"]
+ORDER = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling", "many-shards"]
 
 
 def load_results(results_dir):

@@ -20,14 +20,16 @@ MIB = 1024.0
 SIZES = {
     # tiny: a smoke test (seconds per daemon once it is up); figures are not meaningful.
     "tiny": dict(start_reps=1, settle_s=2, idle_s=6, light_s=5, light_rate=10, lat_rate=20, lat_s=4,
-                 tput_records=200, ceiling_records=100_000),
+                 tput_records=200, ceiling_records=100_000, shard_counts=[16]),
     "medium": dict(start_reps=3, settle_s=15, idle_s=60, light_s=30, light_rate=10, lat_rate=20, lat_s=30,
-                   tput_records=100_000, ceiling_records=1_000_000),
+                   tput_records=100_000, ceiling_records=1_000_000, shard_counts=[16, 64]),
     "full": dict(start_reps=5, settle_s=30, idle_s=120, light_s=60, light_rate=10, lat_rate=20, lat_s=60,
-                 tput_records=1_000_000, ceiling_records=10_000_000),
+                 tput_records=1_000_000, ceiling_records=10_000_000, shard_counts=[16, 64, 128, 192]),
 }
 
-SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling"]
+SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling", "many-shards"]
+
+MANY_SHARDS_RECORDS = 25   # records per shard in the many-shards scenario
 
 START_TIMEOUT_S = 120      # launch -> first record, per run (Java cold start sleeps up to 30 s)
 
@@ -528,7 +530,95 @@ def scenario_ceiling(ctx):
     return results, setup
 
 
+# ---- many-shards: one worker, 16..192 shards, hot start --------------------------------------
+
+def shard_counts(ctx):
+    """Shard counts of the many-shards scenario: BENCH_SHARD_COUNTS=16,64 or the size's list."""
+    env = os.environ.get("BENCH_SHARD_COUNTS", "").strip()
+    if env:
+        return [int(x) for x in env.split(",") if x.strip()]
+    return list(ctx.p["shard_counts"])
+
+
+def scenario_many_shards(ctx):
+    p = ctx.p
+    results = {}
+    specs = ctx.runnable(results)
+    counts = shard_counts(ctx)
+    setup = {"emulators": "kinesis-local + dynalite", "shard_counts": counts,
+             "records_per_shard": MANY_SHARDS_RECORDS, "idleTimeBetweenReadsInMillis": 200,
+             "phases": f"hot start (pre-seeded leases), wait until every shard delivered a record, "
+                       f"settle {p['settle_s']} s, idle window {p['idle_s']} s"}
+    if not specs:
+        return results, setup
+    wd = ctx.workdir("many-shards")
+    emus = _emus_kinesis_local(wd)
+    try:
+        kinesis, ddb = kin.kinesis(emus["kinesis"].endpoint), kin.dynamodb(emus["ddb"].endpoint)
+        for spec in specs:
+            figures, details, meta = {}, {}, None
+            try:
+                for n in counts:
+                    stream = f"bench-many-{n}-{spec.name}-{_uid()}"
+                    shards = kin.create_stream(kinesis, stream, n, timeout=60)
+                    _put_one_per_shard(kinesis, stream, shards)
+                    kin.put_records(kinesis, stream, 0, MANY_SHARDS_RECORDS * n - n, 100)
+                    app = f"bench-many-{n}-{spec.name}-{_uid()}"
+                    kin.seed_leases(ddb, app, shards)
+                    d = ctx.workdir("many-shards", f"{spec.name}-{n}")
+                    out = ctx.workdir("many-shards", f"{spec.name}-{n}", "out")
+                    props = d / "app.properties"
+                    write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
+                                     ddb_endpoint=emus["ddb"].endpoint, processor_out=out)
+                    run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
+                    try:
+                        with run:
+                            run.wait_for(lambda: len(first_record_by_shard(out)) >= n or None,
+                                         START_TIMEOUT_S + 2 * n, f"a record on all {n} shards")
+                            all_s = max(first_record_by_shard(out).values()) - run.launch_ts
+                            busy_cpu = run.monitor.last("daemon_cpu")
+                            _sleep_alive(run, p["settle_s"])
+                            t0 = time.time()
+                            _sleep_alive(run, p["idle_s"])
+                            t1 = time.time()
+                            time.sleep(0.3)
+                            mon = run.monitor
+                            idle_cpu = mon.delta("daemon_cpu", t0, t1)
+                            figures[f"all_shards_s_{n}"] = round(all_s, 2)
+                            figures[f"rss_peak_mib_{n}"] = round(mon.peak("daemon_hwm_kib") / MIB, 1)
+                            figures[f"idle_cpu_pct_{n}"] = round(100.0 * idle_cpu / (t1 - t0), 2)
+                            details[str(n)] = {
+                                "all_shards_s": round(all_s, 2),
+                                "daemon_cpu_s_until_all_delivered": round(busy_cpu, 2),
+                                "rss_peak_mib": round(mon.peak("daemon_hwm_kib") / MIB, 1),
+                                "rss_idle_mib": round(mon.last("daemon_rss_kib") / MIB, 1),
+                                "threads_peak": mon.peak("daemon_threads"),
+                                "fds_peak": mon.peak("daemon_fds"),
+                                "idle_cpu_pct": round(100.0 * idle_cpu / (t1 - t0), 2),
+                                "idle_cpu_s_per_shard_min": round(idle_cpu / n / ((t1 - t0) / 60.0), 4),
+                                "children_n": mon.last("children_n"),
+                                "children_rss_mib": round(mon.last("children_rss_kib") / MIB, 1),
+                                "machine_busy_cores_idle": round(mon.delta("machine_busy", t0, t1) / (t1 - t0), 2),
+                            }
+                        meta = run.meta()
+                    except DaemonFailed:
+                        run.stop()
+                        raise
+                    finally:
+                        # kinesis-local's SHARD_LIMIT (200) counts every open stream.
+                        kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
+                results[spec.name] = {"status": "ok", "figures": figures, "details": details, "meta": meta or {}}
+            except (DaemonFailed, BenchError) as e:
+                results[spec.name] = _failed(spec, e)
+                results[spec.name]["details"] = details
+    finally:
+        _stop_emus(emus)
+    return results, setup
+
+
 def run_scenario(ctx, name):
+    if name == "many-shards":
+        return scenario_many_shards(ctx)
     if name == "start-hot":
         return scenario_start(ctx, hot=True)
     if name == "start-cold":

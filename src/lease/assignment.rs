@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::recent::RecentScan;
 use super::renewer::{HeldLease, LeaseRenewer};
 use super::taker::{LeaseTaker, TakeReport, TakerSettings};
 use super::{LeaseError, LeaseStore};
@@ -133,6 +134,13 @@ impl TakerAssignment {
     #[must_use]
     pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, settings: TakerSettings) -> Self {
         Self { taker: LeaseTaker::new(store.clone(), worker_id, settings), store, next_regular: Instant::now() }
+    }
+
+    /// Shares every round's scan with the lease audit ([`RecentScan`]).
+    #[must_use]
+    pub fn with_recent_scan(mut self, recent: RecentScan) -> Self {
+        self.taker = self.taker.with_recent_scan(recent);
+        self
     }
 
     /// The regular interval between rounds.

@@ -21,6 +21,7 @@ pub mod kcl3;
 pub mod leader;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+pub mod recent;
 pub mod renewer;
 pub mod taker;
 

@@ -24,6 +24,7 @@ use rand::seq::SliceRandom;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::recent::RecentScan;
 use super::renewer::{HeldLease, LeaseRenewer};
 use super::{Lease, LeaseError, LeaseStore};
 use crate::telemetry::{self, Event, LeaseOperation, TakeKind};
@@ -86,13 +87,29 @@ pub struct LeaseTaker {
     seen: HashMap<String, Seen>,
     last_scan: Option<Instant>,
     confirm_at: Option<Instant>,
+    recent: Option<RecentScan>,
 }
 
 impl LeaseTaker {
     /// A taker for `worker_id`.
     #[must_use]
     pub fn new(store: Arc<dyn LeaseStore>, worker_id: impl Into<String>, settings: TakerSettings) -> Self {
-        Self { store, worker_id: worker_id.into(), settings, seen: HashMap::new(), last_scan: None, confirm_at: None }
+        Self {
+            store,
+            worker_id: worker_id.into(),
+            settings,
+            seen: HashMap::new(),
+            last_scan: None,
+            confirm_at: None,
+            recent: None,
+        }
+    }
+
+    /// Publishes every scan's leases to `recent` (for the lease audit's leader check).
+    #[must_use]
+    pub fn with_recent_scan(mut self, recent: RecentScan) -> Self {
+        self.recent = Some(recent);
+        self
     }
 
     /// When an extra round should run to confirm that a lease whose owner seems to have
@@ -216,6 +233,9 @@ impl LeaseTaker {
             duration: round_started.elapsed(),
             success: true,
         });
+        if let Some(recent) = &self.recent {
+            recent.publish(Arc::from(scan.leases), now);
+        }
         if !report.taken.is_empty() {
             info!(
                 taken = ?report.taken, stole = report.stole, target = report.target,

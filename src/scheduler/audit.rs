@@ -34,6 +34,7 @@ use super::hierarchy::shard_sync;
 use super::sync::SyncError;
 use crate::config::InitialPosition;
 use crate::lease::leader::is_leader;
+use crate::lease::recent::RecentScan;
 use crate::lease::{HashKeyRange, Lease, LeaseStore};
 use crate::sequence::Position;
 use crate::stream::shards::{ShardFilter, ShardLister};
@@ -144,6 +145,7 @@ pub struct Auditor {
     settings: AuditSettings,
     tracked: Option<(Hole, u32)>,
     last_sync: Option<Instant>,
+    recent: Option<RecentScan>,
 }
 
 impl Auditor {
@@ -166,7 +168,17 @@ impl Auditor {
             settings,
             tracked: None,
             last_sync: None,
+            recent: None,
         }
+    }
+
+    /// Decides leadership from the taker's latest scan when it is at most half an audit
+    /// interval old, instead of scanning the table again; only the leader then scans
+    /// (a non-leader's audit costs nothing).
+    #[must_use]
+    pub fn with_recent_scan(mut self, recent: RecentScan) -> Self {
+        self.recent = Some(recent);
+        self
     }
 
     /// The timing settings.
@@ -200,6 +212,13 @@ impl Auditor {
     }
 
     async fn audit_once(&mut self) -> Result<AuditOutcome, SyncError> {
+        let recent = self.recent.as_ref().and_then(|r| r.fresh(self.settings.interval / 2));
+        if let Some(leases) = recent {
+            if !is_leader(&self.worker_id, leases.iter().filter_map(|l| l.owner.as_deref())) {
+                debug!("not the leader (by the latest taker scan); skipping the lease audit");
+                return Ok(AuditOutcome::NotLeader);
+            }
+        }
         let scan = self.store.list_leases().await?;
         if !is_leader(&self.worker_id, scan.leases.iter().filter_map(|l| l.owner.as_deref())) {
             debug!("not the leader; skipping the lease audit");
@@ -426,6 +445,37 @@ mod tests {
         let mut idle = bed(2, "idle");
         idle.lease_for(0, Some("busy"));
         assert_eq!(idle.auditor.audit().await.unwrap(), AuditOutcome::NotLeader);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_taker_scan_answers_the_leader_check_without_another_scan() {
+        let owners = ["worker-a", "worker-b", "worker-c"];
+        let leader = shuffled_owners(owners).remove(0);
+        let follower = owners.into_iter().find(|w| *w != leader).unwrap();
+        for worker in [leader.as_str(), follower] {
+            let recent = RecentScan::new();
+            let mut bed = bed(4, worker);
+            bed.auditor = bed.auditor.with_recent_scan(recent.clone());
+            for (n, owner) in owners.iter().enumerate() {
+                bed.lease_for(n, Some(owner));
+            }
+            let leases = bed.store.list_leases().await.unwrap().leases;
+            let scans = bed.store.calls(Op::ListLeases);
+            recent.publish(Arc::from(leases), Instant::now());
+            let outcome = bed.auditor.audit().await.unwrap();
+            if worker == leader {
+                // The leader still audits a table of now.
+                assert!(matches!(outcome, AuditOutcome::Hole { .. }), "{outcome:?}");
+                assert_eq!(bed.store.calls(Op::ListLeases), scans + 1);
+            } else {
+                assert_eq!(outcome, AuditOutcome::NotLeader);
+                assert_eq!(bed.store.calls(Op::ListLeases), scans, "a follower's audit costs no scan");
+                // A stale scan is not trusted: the audit scans again.
+                tokio::time::advance(AuditSettings::default().interval).await;
+                assert_eq!(bed.auditor.audit().await.unwrap(), AuditOutcome::NotLeader);
+                assert_eq!(bed.store.calls(Op::ListLeases), scans + 1);
+            }
+        }
     }
 
     #[tokio::test]

@@ -40,6 +40,8 @@ pub mod audit;
 pub mod cleanup;
 pub mod consumers;
 pub mod hierarchy;
+#[cfg(any(test, feature = "test-support"))]
+pub mod sim;
 pub mod sync;
 
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub use self::consumers::ConsumerSet;
 use self::consumers::Finished;
 use crate::config::{Config, InitialPosition};
 use crate::lease::assignment::{LeaseAssignment, TakerAssignment};
+use crate::lease::recent::RecentScan;
 use crate::lease::renewer::{ConcurrencyToken, LeaseRenewer, RenewerConfig};
 use crate::lease::taker::TakerSettings;
 use crate::lease::{LeaseError, LeaseStore};
@@ -119,6 +122,8 @@ pub struct Scheduler {
     kcl3: bool,
     status: StatusPublisher,
     assignment: Option<Box<dyn LeaseAssignment>>,
+    /// The taker's latest scan, reused by the audit's leader check.
+    recent_scan: RecentScan,
 }
 
 impl Scheduler {
@@ -150,6 +155,7 @@ impl Scheduler {
             kcl3: false,
             status,
             assignment: None,
+            recent_scan: RecentScan::new(),
         }
     }
 
@@ -279,7 +285,10 @@ impl Scheduler {
         let shutdown = shutdown.into();
         info!(worker_id = %self.worker_id, table = %self.store.table_name(), "worker starting");
         let assignment = self.assignment.take().unwrap_or_else(|| {
-            Box::new(TakerAssignment::new(self.store.clone(), self.worker_id.clone(), self.taker_settings()))
+            Box::new(
+                TakerAssignment::new(self.store.clone(), self.worker_id.clone(), self.taker_settings())
+                    .with_recent_scan(self.recent_scan.clone()),
+            )
         });
         let result = self.run_inner(assignment, &shutdown).await;
         self.status.update(|s| s.phase = WorkerPhase::Stopped);
@@ -348,7 +357,8 @@ impl Scheduler {
             self.config.initial_position,
             self.config.ignore_unexpected_child_shards,
             self.audit.clone(),
-        );
+        )
+        .with_recent_scan(self.recent_scan.clone());
         let audit_interval = self.audit.interval.max(MIN_TICK);
         let mut audit_tick = tokio::time::interval_at(Instant::now() + self.audit.first_run, audit_interval);
         audit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -109,6 +109,16 @@ impl Harness {
     }
 }
 
+/// A stream of `shards` shards with `records` records in each, and the shard ids.
+fn seeded_stream(shards: u32, records: usize) -> (InMemoryStream, Vec<String>) {
+    let stream = InMemoryStream::with_shards(shards).with_max_records(50);
+    let ids: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+    for id in &ids {
+        put(&stream, id, records);
+    }
+    (stream, ids)
+}
+
 fn put(stream: &InMemoryStream, shard: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| stream.put(shard, &format!("pk-{i}"), format!("data-{i}")).sequence_number.to_string()).collect()
 }
@@ -363,11 +373,7 @@ fn start_forceable(
 /// `shutdownGraceMillis` expires; the leases are still released.
 #[tokio::test]
 async fn the_grace_period_kills_a_processor_that_hangs_in_shutdown() {
-    let stream = InMemoryStream::with_shards(2).with_max_records(50);
-    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
-    for s in &shards {
-        put(&stream, s, 5);
-    }
+    let (stream, shards) = seeded_stream(2, 5);
     let behaviour = FakeBehaviour { hang_on_shutdown: true, ..FakeBehaviour::default() };
     let h = start(config("shutdownGraceMillis = 400\n"), stream, FakeLauncher::new(behaviour));
     h.wait_until("records", |h| shards.iter().all(|s| h.records_seen(s).len() == 5)).await;
@@ -387,11 +393,7 @@ async fn the_grace_period_kills_a_processor_that_hangs_in_shutdown() {
 /// (no waiting for the 60 s grace) and the leases are released.
 #[tokio::test]
 async fn a_forced_stop_kills_at_once_and_releases_the_leases() {
-    let stream = InMemoryStream::with_shards(3).with_max_records(50);
-    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
-    for s in &shards {
-        put(&stream, s, 5);
-    }
+    let (stream, shards) = seeded_stream(3, 5);
     let behaviour = FakeBehaviour { hang_on_shutdown: true, ..FakeBehaviour::default() };
     let (h, shutdown, _) =
         start_forceable(config("shutdownGraceMillis = 60000\n"), stream, FakeLauncher::new(behaviour), |s| s);
@@ -416,11 +418,7 @@ async fn a_forced_stop_kills_at_once_and_releases_the_leases() {
 /// `shutdownRequested`, leases are released) and reports the fatal condition.
 #[tokio::test]
 async fn a_fleet_switching_to_kcl_3x_stops_the_worker_gracefully() {
-    let stream = InMemoryStream::with_shards(2).with_max_records(50);
-    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
-    for s in &shards {
-        put(&stream, s, 5);
-    }
+    let (stream, shards) = seeded_stream(2, 5);
     let h = start_with(
         config(""),
         stream,
@@ -534,11 +532,7 @@ impl LeaseAssignment for HandOffOne {
 /// checkpoints), the assignment completes the hand-off, the other shards run on untouched.
 #[tokio::test]
 async fn one_shard_is_handed_off_gracefully_while_the_others_keep_running() {
-    let stream = InMemoryStream::with_shards(3).with_max_records(50);
-    let shards: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
-    for s in &shards {
-        put(&stream, s, 10);
-    }
+    let (stream, shards) = seeded_stream(3, 10);
     let handed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let store = InMemoryLeaseStore::new("app");
     let assignment = HandOffOne {

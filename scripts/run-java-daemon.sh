@@ -25,11 +25,14 @@ fi
 props=$1; shift
 [[ -f "$props" ]] || { echo "run-java-daemon: properties file $props not found" >&2; exit 2; }
 
+# KCL_VERSION / KCL_VENV select another installed daemon (run-java3-daemon.sh: 3.1.3 in venv-java3).
+kcl_version=${KCL_VERSION:-2.5.8}
+venv=${KCL_VENV:-venv-java}
 jars=""
-for d in "$TB"/venv-java/lib/python3*/site-packages/amazon_kclpy/jars; do
-  [[ -f "$d/amazon-kinesis-client-multilang-2.5.8.jar" ]] && { jars=$d; break; }
+for d in "$TB"/"$venv"/lib/python3*/site-packages/amazon_kclpy/jars; do
+  [[ -f "$d/amazon-kinesis-client-multilang-$kcl_version.jar" ]] && { jars=$d; break; }
 done
-[[ -n "$jars" ]] || { echo "run-java-daemon: KCL 2.5.8 jars not found under $TB/venv-java; run scripts/install-testbed.sh" >&2; exit 2; }
+[[ -n "$jars" ]] || { echo "run-java-daemon: KCL $kcl_version jars not found under $TB/$venv; run scripts/install-testbed.sh" >&2; exit 2; }
 java=${JAVA:-java}
 command -v "$java" >/dev/null 2>&1 || { echo "run-java-daemon: $java not found (Java 17 needed)" >&2; exit 2; }
 

@@ -631,7 +631,7 @@ def _fanout_specs(ctx):
     return out
 
 
-def _fanout_props(path, *, app, stream, emus, out, worker):
+def _fanout_props(path, *, app, stream, emus, out, worker, polling=False):
     # The same keys for both daemons: FANOUT, the 3.x lease protocol (Java 3.1.3's default; set
     # explicitly so multilangd runs it too on a new application), the SDK v2 credentials name
     # (Java 3.x refuses the v1 one; multilangd accepts both), no polling keys.
@@ -642,6 +642,13 @@ def _fanout_props(path, *, app, stream, emus, out, worker):
                                    "AwsCredentialsProvider": "DefaultCredentialsProvider",
                                    "maxRecords": None, "idleTimeBetweenReadsInMillis": None,
                                    "workerId": worker})
+    if polling:  # the same file in polling mode (the reference for "no worse than polling")
+        write_properties(path, app=app, stream=stream, kinesis_endpoint=emus["kinesis"].endpoint,
+                         ddb_endpoint=emus["ddb"].endpoint, processor_out=out, mode="latency",
+                         extra={"retrievalMode": "POLLING", "clientVersionConfig": "CLIENT_VERSION_CONFIG_3X",
+                                "AWSCredentialsProvider": None,
+                                "AwsCredentialsProvider": "DefaultCredentialsProvider",
+                                "workerId": worker})
     return path
 
 
@@ -663,6 +670,7 @@ def scenario_fanout(ctx):
                         f"load: {load_n:,} × 100 B put with PutRecords while the daemon runs; SIGTERM; "
                         f"hot start (same application and workerId, 1 new record per shard)"),
              "records": load_n,
+             "multilangd-polling": "multilangd with the same phases in POLLING (maxRecords 10000, 200 ms)",
              "note": "kinesis-local pushes one SubscribeToShard event per second per subscription"}
     if not specs:
         return results, setup
@@ -673,19 +681,23 @@ def scenario_fanout(ctx):
         emus["ddb"] = testbed.start_moto(wd)
         kinesis = kin.kinesis(emus["kinesis"].endpoint)
         extra_pids = {"kinesis_local": emus["kinesis"].pid, "moto": emus["ddb"].pid}
-        for spec in specs:
-            stream = f"bench-fo-{spec.name}-{_uid()}"
+        # multilangd also runs the same phases in polling mode (maxRecords 10000, 200 ms).
+        variants = [(spec, False) for spec in specs] + [(spec, True) for spec in specs if spec.name == "multilangd"]
+        for spec, polling in variants:
+            name = f"{spec.name}-polling" if polling else spec.name
+            stream = f"bench-fo-{name}-{_uid()}"
             shards = kin.create_stream(kinesis, stream, 4)
             _put_one_per_shard(kinesis, stream, shards)
-            app = f"bench-fo-{spec.name}-{_uid()}"
-            worker = f"bench-{spec.name}"
+            app = f"bench-fo-{name}-{_uid()}"
+            worker = f"bench-{name}"
             figures, details = {}, {}
             run = None
             try:
                 # Cold start, idle, latency, load.
-                d = ctx.workdir("fanout", spec.name)
-                out = ctx.workdir("fanout", spec.name, "out")
-                props = _fanout_props(d / "app.properties", app=app, stream=stream, emus=emus, out=out, worker=worker)
+                d = ctx.workdir("fanout", name)
+                out = ctx.workdir("fanout", name, "out")
+                props = _fanout_props(d / "app.properties", app=app, stream=stream, emus=emus, out=out, worker=worker,
+                                      polling=polling)
                 run = DaemonRun(spec, props, d, "kinesis-local", extra_pids)
                 with run:
                     t_first = run.wait_for(lambda: first_record_ts(out), 240, "the first record (cold)")
@@ -747,20 +759,20 @@ def scenario_fanout(ctx):
 
                 # Hot start: the same application and worker after a graceful stop.
                 _put_one_per_shard(kinesis, stream, shards)
-                d2 = ctx.workdir("fanout", f"{spec.name}-hot")
-                out2 = ctx.workdir("fanout", f"{spec.name}-hot", "out")
+                d2 = ctx.workdir("fanout", f"{name}-hot")
+                out2 = ctx.workdir("fanout", f"{name}-hot", "out")
                 props2 = _fanout_props(d2 / "app.properties", app=app, stream=stream, emus=emus, out=out2,
-                                       worker=worker)
+                                       worker=worker, polling=polling)
                 run = DaemonRun(spec, props2, d2, "kinesis-local", extra_pids)
                 with run:
                     t_first = run.wait_for(lambda: first_record_ts(out2), 240, "the first record (hot)")
                     figures["first_record_hot_s"] = round(t_first - run.launch_ts, 2)
-                results[spec.name] = {"status": "ok", "figures": figures, "details": details, "meta": cold_meta}
+                results[name] = {"status": "ok", "figures": figures, "details": details, "meta": cold_meta}
             except (DaemonFailed, BenchError) as e:
                 if run is not None:
                     run.stop()
-                results[spec.name] = _failed(spec, e, run)
-                results[spec.name]["details"] = dict(details, **{"figures_so_far": figures})
+                results[name] = _failed(spec, e, run)
+                results[name]["details"] = dict(details, **{"figures_so_far": figures})
     finally:
         _stop_emus(emus)
     return results, setup

@@ -40,6 +40,8 @@ def parse_config(processor_name, argv=None):
                    help="sleep this long per batch (simulates slow processing)")
     p.add_argument("--stall-first-batch-ms", type=int, default=int(env.get("STALL_FIRST_BATCH_MS", "0")),
                    help="sleep this long once, in the first non-empty batch (simulates a stalled child)")
+    p.add_argument("--stall-release-file", default=env.get("STALL_RELEASE_FILE"),
+                   help="end the stall early once this file exists")
     p.add_argument("--stall-shards", default=env.get("STALL_SHARDS", ""),
                    help="comma-separated shard ids the stall applies to (default: every shard)")
     args = p.parse_args(argv)
@@ -161,7 +163,11 @@ def process_batch(ledger, config, checkpointer, records):
         ledger.stalled = True
         if not config.stall_shards or ledger.shard_id in config.stall_shards.split(","):
             ledger.event("stall", ms=config.stall_first_batch_ms)
-            time.sleep(config.stall_first_batch_ms / 1000.0)
+            until = time.monotonic() + config.stall_first_batch_ms / 1000.0
+            while time.monotonic() < until:
+                if config.stall_release_file and os.path.exists(config.stall_release_file):
+                    break
+                time.sleep(min(0.1, max(0.0, until - time.monotonic())))
     if config.process_delay_ms > 0:
         time.sleep(config.process_delay_ms / 1000.0)
     if not records:

@@ -36,7 +36,7 @@ fn missing_binary_is_reported_not_available() {
         results.path(),
     );
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    for scenario in ["start-hot", "start-cold", "steady", "latency", "throughput"] {
+    for scenario in ["start-hot", "start-cold", "steady", "latency", "throughput", "fanout"] {
         assert_eq!(status_of(results.path(), scenario), "not available", "{scenario}");
     }
 }
@@ -46,7 +46,8 @@ fn missing_binary_is_reported_not_available() {
 fn tiny_benchmarks_run_against_multilangd() {
     let results = tempfile::tempdir().unwrap();
     let bin = support::multilangd_bin();
-    let scenarios = ["start-hot", "start-cold", "steady", "latency", "throughput"];
+    // `fanout` also runs multilangd in FANOUT with the 3.x lease protocol on moto.
+    let scenarios = ["start-hot", "start-cold", "steady", "latency", "throughput", "fanout"];
     let mut args = scenarios.to_vec();
     args.extend(["--daemon", "multilangd", "--sizes", "tiny", "--multilangd-bin", bin.to_str().unwrap()]);
     let out = run_harness(&args, results.path());

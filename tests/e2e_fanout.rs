@@ -596,3 +596,166 @@ fn http2_over_tls() {
     assert_all_delivered(&sent, &read_ledger(&ledger));
     drop(kinesis_local);
 }
+
+/// A stalled record processor must not stall the other shards, even when every subscription
+/// shares one HTTP/2 connection (kinesis-local's TLS port, ALPN h2; 4 shards are below
+/// `subscriptions_per_connection`, so one connection): three children stall in their first
+/// batch (until the test releases them) while ~2.4 MB more arrive on each of their shards — more than hyper's 2 MiB
+/// stream window each, and together more than its 5 MiB connection window, so a reader that
+/// left their streams unread would stall the fourth shard's stream too. multilangd keeps
+/// draining into the bounded per-shard queues (and pauses a subscription whose queue is full),
+/// so the fourth shard's records are delivered while the others are still stalled; afterwards
+/// the stalled shards catch up with no loss.
+#[test]
+fn stalled_children_do_not_stall_other_shards_on_one_http2_connection() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+    const STALL_MS: u64 = 150_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (server_json, cert) = test_certificate(dir.path());
+    let (kinesis_local, tls_port) = emulators::start_kinesis_local_tls(&server_json);
+    let emus = shared();
+    let rt = runtime();
+    let (kinesis, _) = rt.block_on(daemon::clients(&kinesis_local.endpoint, &emus.dynamo.endpoint));
+    // One small record per shard: each child's first batch (the stalled ones stall in it).
+    let first_ledger = dir.path().join("first.jsonl");
+    daemon::produce(&kinesis_local.endpoint, "stall", 4, 40, &first_ledger);
+    let shards: Vec<(String, String)> = rt
+        .block_on(kinesis.list_shards().stream_name("stall").send())
+        .unwrap()
+        .shards()
+        .iter()
+        .map(|s| (s.shard_id().to_owned(), s.hash_key_range().unwrap().starting_hash_key().to_owned()))
+        .collect();
+    let (stalled, fast): (Vec<_>, Vec<_>) = shards.iter().cloned().partition(|(id, _)| !id.ends_with('3'));
+    let stalled_ids: Vec<String> = stalled.iter().map(|(id, _)| id.clone()).collect();
+
+    let ledger = dir.path().join("seen.jsonl");
+    let events = dir.path().join("events.jsonl");
+    let stall = STALL_MS.to_string();
+    let ids = stalled_ids.join(",");
+    let release = dir.path().join("release");
+    let release_arg = release.display().to_string();
+    let executable = Processor::PythonV3.executable_name(
+        &ledger,
+        Some(&events),
+        &["--stall-first-batch-ms", &stall, "--stall-shards", &ids, "--stall-release-file", &release_arg],
+    );
+    let props = fanout_props(
+        "stall-app",
+        "stall",
+        &executable,
+        &format!("https://localhost:{tls_port}"),
+        &emus.dynamo.endpoint,
+    )
+    .write(&dir.path().join("app.properties"));
+    let mut d = Daemon::start_with_env(
+        Kind::Multilangd,
+        &props,
+        &dir.path().join("daemon.log"),
+        &[("SSL_CERT_FILE", cert.display().to_string())],
+    );
+    let stall_events = || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(r#""event":"stall""#))
+            .count()
+    };
+    daemon::wait_for(
+        "the three stalled children to be in their first batch",
+        Duration::from_secs(60),
+        || stall_events() == 3,
+        || daemon::tail(&d.log_text(), 30),
+    );
+    // The stalled children checkpoint only after their stall: a checkpoint event of theirs
+    // means the stall is over.
+    let stalled_checkpoints = || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(r#""event":"checkpoint""#) && stalled_ids.iter().any(|id| l.contains(id.as_str())))
+            .count()
+    };
+
+    let stall_started = std::time::Instant::now();
+    // While they stall: 5 rounds of 8 × 60 KB records to each stalled shard (2.4 MB each) and
+    // 4 small records to the fast shard, then 10 more small ones.
+    let mut sent_fast: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut sent_stalled: BTreeSet<(String, String)> = BTreeSet::new();
+    let big = vec![b'x'; 60_000];
+    let fast_entry = |name: String| {
+        PutRecordsRequestEntry::builder()
+            .data(Blob::new(name.clone().into_bytes()))
+            .partition_key(name)
+            .explicit_hash_key(&fast[0].1)
+            .build()
+            .unwrap()
+    };
+    rt.block_on(async {
+        let mut rounds: Vec<Vec<PutRecordsRequestEntry>> = Vec::new();
+        for round in 0..5 {
+            let mut entries = Vec::new();
+            for (_, hash) in &stalled {
+                for i in 0..8 {
+                    entries.push(
+                        PutRecordsRequestEntry::builder()
+                            .data(Blob::new(big.clone()))
+                            .partition_key(format!("big-{round}-{i}"))
+                            .explicit_hash_key(hash)
+                            .build()
+                            .unwrap(),
+                    );
+                }
+            }
+            entries.extend((0..4).map(|i| fast_entry(format!("fast-{round}-{i}"))));
+            rounds.push(entries);
+        }
+        rounds.push((0..10).map(|i| fast_entry(format!("fast-last-{i}"))).collect());
+        for entries in rounds {
+            let out = kinesis.put_records().stream_name("stall").set_records(Some(entries)).send().await.unwrap();
+            assert_eq!(out.failed_record_count(), Some(0));
+            for r in out.records() {
+                let key = (r.shard_id().unwrap().to_owned(), r.sequence_number().unwrap().to_owned());
+                if key.0 == fast[0].0 {
+                    sent_fast.insert(key);
+                } else {
+                    sent_stalled.insert(key);
+                }
+            }
+        }
+    });
+    let produced_in = stall_started.elapsed();
+    assert_eq!((sent_fast.len(), sent_stalled.len()), (30, 3 * 40));
+    daemon::wait_for(
+        "the fast shard's records, while the other three children stall",
+        Duration::from_secs(30),
+        || sent_fast.is_subset(&keys(&read_ledger(&ledger))),
+        || daemon::tail(&d.log_text(), 30),
+    );
+    assert_eq!(
+        stalled_checkpoints(),
+        0,
+        "the fast shard's records arrived only after the stall ended: they were held up\n{}",
+        daemon::tail(&d.log_text(), 30)
+    );
+    let fast_delivered_in = stall_started.elapsed();
+    std::fs::write(&release, b"").unwrap();
+    let mut all = keys(&read_ledger(&first_ledger));
+    all.extend(sent_fast);
+    all.extend(sent_stalled);
+    daemon::wait_for(
+        "every record, after the stall",
+        Duration::from_secs(90),
+        || all.is_subset(&keys(&read_ledger(&ledger))),
+        || daemon::tail(&d.log_text(), 30),
+    );
+    assert!(stalled_checkpoints() > 0);
+    eprintln!(
+        "stalled children: 7.2 MB put for them in {produced_in:?}; the fast shard's 30 records delivered \
+         {fast_delivered_in:?} into the stall"
+    );
+    assert!(d.terminate(Duration::from_secs(30)).success(), "{}", daemon::tail(&d.log_text(), 30));
+    drop(kinesis_local);
+}

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from . import kin, testbed
-from .daemons import (DaemonFailed, DaemonRun, ProcessorLogs, first_record_by_shard, first_record_ts,
+from .daemons import (DaemonFailed, DaemonRun, Java3Spec, ProcessorLogs, first_record_by_shard, first_record_ts,
                       write_properties)
 from .testbed import REPO, BenchError
 
@@ -27,7 +27,12 @@ SIZES = {
                  tput_records=1_000_000, ceiling_records=10_000_000, shard_counts=[16, 64, 128, 192]),
 }
 
-SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling", "many-shards"]
+SCENARIOS = ["start-hot", "start-cold", "steady", "latency", "latency-fanout", "throughput", "ceiling", "many-shards",
+             "fanout"]
+
+# fanout scenario: records put while the daemon runs (kinesis-local's PutRecords slows down as a
+# stream grows, so the load is smaller than the polling throughput scenario's).
+FANOUT_LOAD = {"tiny": 400, "medium": 20_000, "full": 40_000}
 
 MANY_SHARDS_RECORDS = 25   # records per shard in the many-shards scenario
 
@@ -616,6 +621,166 @@ def scenario_many_shards(ctx):
     return results, setup
 
 
+# ---- fanout: enhanced fan-out, multilangd vs Java 3.1.3, kinesis-local + moto ------------------
+
+def _fanout_specs(ctx):
+    """multilangd and, in place of Java 2.5.8, the Java 3.1.3 daemon (whose default is fan-out)."""
+    out = []
+    for spec in ctx.specs:
+        out.append(Java3Spec(spec.java_opts) if spec.name == "java" else spec)
+    return out
+
+
+def _fanout_props(path, *, app, stream, emus, out, worker, polling=False):
+    # The same keys for both daemons: FANOUT, the 3.x lease protocol (Java 3.1.3's default; set
+    # explicitly so multilangd runs it too on a new application), the SDK v2 credentials name
+    # (Java 3.x refuses the v1 one; multilangd accepts both), no polling keys.
+    write_properties(path, app=app, stream=stream, kinesis_endpoint=emus["kinesis"].endpoint,
+                            ddb_endpoint=emus["ddb"].endpoint, processor_out=out, mode="latency",
+                            extra={"retrievalMode": "FANOUT", "clientVersionConfig": "CLIENT_VERSION_CONFIG_3X",
+                                   "AWSCredentialsProvider": None,
+                                   "AwsCredentialsProvider": "DefaultCredentialsProvider",
+                                   "maxRecords": None, "idleTimeBetweenReadsInMillis": None,
+                                   "workerId": worker})
+    if polling:  # the same file in polling mode (the reference for "no worse than polling")
+        write_properties(path, app=app, stream=stream, kinesis_endpoint=emus["kinesis"].endpoint,
+                         ddb_endpoint=emus["ddb"].endpoint, processor_out=out, mode="latency",
+                         extra={"retrievalMode": "POLLING", "clientVersionConfig": "CLIENT_VERSION_CONFIG_3X",
+                                "AWSCredentialsProvider": None,
+                                "AwsCredentialsProvider": "DefaultCredentialsProvider",
+                                "workerId": worker})
+    return path
+
+
+def scenario_fanout(ctx):
+    p = ctx.p
+    load_n = FANOUT_LOAD[ctx.size]
+    results = {}
+    specs = []
+    for spec in _fanout_specs(ctx):
+        reason = spec.availability()
+        if reason:
+            results[spec.name] = {"status": "not available", "reason": reason}
+        else:
+            specs.append(spec)
+    setup = {"emulators": "kinesis-local + moto (DynamoDB; Java 3.1.3 cannot use dynalite)", "shards": 4,
+             "mode": "FANOUT, clientVersionConfig=CLIENT_VERSION_CONFIG_3X (the 3.x lease protocol)",
+             "phases": (f"cold start (new application, 1 record per shard in the stream); idle "
+                        f"{p['idle_s']} s; latency: PutRecord {p['lat_rate']}/s for {p['lat_s']} s; "
+                        f"load: {load_n:,} × 100 B put with PutRecords while the daemon runs; SIGTERM; "
+                        f"hot start (same application and workerId, 1 new record per shard)"),
+             "records": load_n,
+             "multilangd-polling": "multilangd with the same phases in POLLING (maxRecords 10000, 200 ms)",
+             "note": "kinesis-local pushes one SubscribeToShard event per second per subscription"}
+    if not specs:
+        return results, setup
+    wd = ctx.workdir("fanout")
+    emus = {}
+    try:
+        emus["kinesis"] = testbed.start_kinesis_local(wd)
+        emus["ddb"] = testbed.start_moto(wd)
+        kinesis = kin.kinesis(emus["kinesis"].endpoint)
+        extra_pids = {"kinesis_local": emus["kinesis"].pid, "moto": emus["ddb"].pid}
+        # multilangd also runs the same phases in polling mode (maxRecords 10000, 200 ms).
+        variants = [(spec, False) for spec in specs] + [(spec, True) for spec in specs if spec.name == "multilangd"]
+        for spec, polling in variants:
+            name = f"{spec.name}-polling" if polling else spec.name
+            stream = f"bench-fo-{name}-{_uid()}"
+            shards = kin.create_stream(kinesis, stream, 4)
+            _put_one_per_shard(kinesis, stream, shards)
+            app = f"bench-fo-{name}-{_uid()}"
+            worker = f"bench-{name}"
+            figures, details = {}, {}
+            run = None
+            try:
+                # Cold start, idle, latency, load.
+                d = ctx.workdir("fanout", name)
+                out = ctx.workdir("fanout", name, "out")
+                props = _fanout_props(d / "app.properties", app=app, stream=stream, emus=emus, out=out, worker=worker,
+                                      polling=polling)
+                run = DaemonRun(spec, props, d, "kinesis-local", extra_pids)
+                with run:
+                    t_first = run.wait_for(lambda: first_record_ts(out), 240, "the first record (cold)")
+                    figures["first_record_cold_s"] = round(t_first - run.launch_ts, 2)
+                    run.wait_for(lambda: len(first_record_by_shard(out)) >= len(shards) or None, 120,
+                                 "a record on every shard")
+                    details["all_shards_cold_s"] = round(max(first_record_by_shard(out).values()) - run.launch_ts, 2)
+                    _sleep_alive(run, 5.0)
+                    mon = run.monitor
+                    t0 = time.time()
+                    _sleep_alive(run, p["idle_s"])
+                    t1 = time.time()
+                    idle_rate = mon.delta("daemon_cpu", t0, t1) / (t1 - t0)
+                    figures["idle_cpu_pct"] = round(idle_rate * 100, 2)
+
+                    logs = ProcessorLogs(out)
+                    logs.poll()
+                    prod = kin.RateProducer(emus["kinesis"].endpoint, stream, p["lat_rate"], p["lat_s"])
+                    lat_start = time.time()
+                    prod.start()
+                    while prod.is_alive():
+                        run.check_alive()
+                        prod.join(timeout=0.25)
+                    if prod.error:
+                        raise BenchError(f"producer failed: {prod.error}")
+                    lat_end = time.time()
+
+                    def lat_records():
+                        logs.poll()
+                        return [r - s for r, s in logs.records if lat_start <= s <= lat_end]
+
+                    run.wait_for(lambda: len(lat_records()) >= len(prod.sent) or None, 30, "all latency records")
+                    lat = sorted(x * 1000.0 for x in lat_records())
+                    figures["p50_ms"] = round(_pct(lat, 0.5), 1)
+                    figures["p99_ms"] = round(_pct(lat, 0.99), 1)
+                    details.update(latency_sent=len(prod.sent), latency_min_ms=round(lat[0], 1),
+                                   latency_max_ms=round(lat[-1], 1))
+                    _sleep_alive(run, 2.0)
+
+                    logs.poll()
+                    before = logs.total
+                    c0, w0 = mon.last("daemon_cpu"), time.time()
+                    put_s = kin.preload(emus["kinesis"].endpoint, stream, load_n, 100)
+                    run.wait_for(lambda: logs.poll() - before >= load_n or None, 120 + load_n / 200,
+                                 f"{load_n} records")
+                    time.sleep(0.5)
+                    c1, w1 = mon.last("daemon_cpu"), time.time()
+                    window = w1 - w0
+                    cpu = c1 - c0
+                    figures["cpu_s_per_100k"] = round(cpu / load_n * 1e5, 3)
+                    figures["rss_peak_mib"] = round(mon.peak("daemon_hwm_kib") / MIB, 1)
+                    # Idle CPU subtracted: unreliable when the puts are slow (idle × window can
+                    # exceed the consumption's own CPU; clamped at 0), so only a detail.
+                    details.update(cpu_s_per_100k_net=round(max(0.0, cpu - idle_rate * window) / load_n * 1e5, 3),
+                                   load_records_per_s=round(load_n / window, 1))
+                    details.update(load_put_s=round(put_s, 1), load_window_s=round(window, 1),
+                                   load_daemon_cpu_s=round(cpu, 2),
+                                   machine_busy_cores_load=round(mon.delta("machine_busy", w0, w1) / window, 2),
+                                   children_peak_rss_mib=round(mon.peak("children_rss_kib") / MIB, 1))
+                details["stop_s"] = run.meta()["stop_s"]
+                cold_meta = run.meta()
+
+                # Hot start: the same application and worker after a graceful stop.
+                _put_one_per_shard(kinesis, stream, shards)
+                d2 = ctx.workdir("fanout", f"{name}-hot")
+                out2 = ctx.workdir("fanout", f"{name}-hot", "out")
+                props2 = _fanout_props(d2 / "app.properties", app=app, stream=stream, emus=emus, out=out2,
+                                       worker=worker, polling=polling)
+                run = DaemonRun(spec, props2, d2, "kinesis-local", extra_pids)
+                with run:
+                    t_first = run.wait_for(lambda: first_record_ts(out2), 240, "the first record (hot)")
+                    figures["first_record_hot_s"] = round(t_first - run.launch_ts, 2)
+                results[name] = {"status": "ok", "figures": figures, "details": details, "meta": cold_meta}
+            except (DaemonFailed, BenchError) as e:
+                if run is not None:
+                    run.stop()
+                results[name] = _failed(spec, e, run)
+                results[name]["details"] = dict(details, **{"figures_so_far": figures})
+    finally:
+        _stop_emus(emus)
+    return results, setup
+
+
 def run_scenario(ctx, name):
     if name == "many-shards":
         return scenario_many_shards(ctx)
@@ -633,4 +798,6 @@ def run_scenario(ctx, name):
         return scenario_throughput(ctx)
     if name == "ceiling":
         return scenario_ceiling(ctx)
+    if name == "fanout":
+        return scenario_fanout(ctx)
     raise ValueError(name)

@@ -44,6 +44,15 @@ def java_jars_dir(tb=None):
     return None
 
 
+def java3_jars_dir(tb=None):
+    """Directory holding the Java MultiLangDaemon 3.1.3 jars (kclpy-ext in `venv-java3`)."""
+    tb = tb or testbed_dir()
+    for d in sorted(glob.glob(str(tb / "venv-java3" / "lib" / "python3*" / "site-packages" / "amazon_kclpy" / "jars"))):
+        if glob.glob(os.path.join(d, "amazon-kinesis-client-multilang-3.*.jar")):
+            return Path(d)
+    return None
+
+
 def node_modules(tb=None):
     d = (tb or testbed_dir()) / "emu" / "node_modules"
     if not d.is_dir():
@@ -213,6 +222,18 @@ def start_kinesis_local(workdir):
                 log_path=Path(workdir) / f"kinesis-local-{port}.log")
     _wait_ready(proc, port, 60)
     return Service("kinesis-local", port, proc)
+
+
+def start_moto(workdir):
+    """moto server (DynamoDB for the KCL 3.x daemon, which dynalite cannot host: it rejects the
+    lease table's on-demand GSI)."""
+    server = testbed_dir() / "venv-moto" / "bin" / "moto_server"
+    if not server.is_file():
+        raise BenchError(f"test bed part venv-moto not installed: {server} is missing")
+    port = free_port()
+    proc = Proc("moto", [server, "-H", "127.0.0.1", "-p", port], log_path=Path(workdir) / f"moto-{port}.log")
+    _wait_ready(proc, port, 60)
+    return Service("moto", port, proc)
 
 
 def start_kinesalite(workdir):

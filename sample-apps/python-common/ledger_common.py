@@ -38,6 +38,12 @@ def parse_config(processor_name, argv=None):
                    help="first backoff after ThrottlingException, doubled each retry, max 5 s (default 100)")
     p.add_argument("--process-delay-ms", type=int, default=int(env.get("PROCESS_DELAY_MS", "0")),
                    help="sleep this long per batch (simulates slow processing)")
+    p.add_argument("--stall-first-batch-ms", type=int, default=int(env.get("STALL_FIRST_BATCH_MS", "0")),
+                   help="sleep this long once, in the first non-empty batch (simulates a stalled child)")
+    p.add_argument("--stall-release-file", default=env.get("STALL_RELEASE_FILE"),
+                   help="end the stall early once this file exists")
+    p.add_argument("--stall-shards", default=env.get("STALL_SHARDS", ""),
+                   help="comma-separated shard ids the stall applies to (default: every shard)")
     args = p.parse_args(argv)
     if not args.ledger:
         p.error("no ledger file: pass --ledger FILE or set LEDGER_FILE")
@@ -153,6 +159,15 @@ def process_batch(ledger, config, checkpointer, records):
     """Writes the ledger lines of a batch, then checkpoints per the configured policy.
     records: list of (sequence_number, sub_sequence_number, partition_key, data_bytes)."""
     ledger.records(records)
+    if records and config.stall_first_batch_ms > 0 and not getattr(ledger, "stalled", False):
+        ledger.stalled = True
+        if not config.stall_shards or ledger.shard_id in config.stall_shards.split(","):
+            ledger.event("stall", ms=config.stall_first_batch_ms)
+            until = time.monotonic() + config.stall_first_batch_ms / 1000.0
+            while time.monotonic() < until:
+                if config.stall_release_file and os.path.exists(config.stall_release_file):
+                    break
+                time.sleep(min(0.1, max(0.0, until - time.monotonic())))
     if config.process_delay_ms > 0:
         time.sleep(config.process_delay_ms / 1000.0)
     if not records:

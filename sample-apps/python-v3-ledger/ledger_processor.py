@@ -9,7 +9,8 @@ stock checkpointer once per batch (no sequence number = "the last record of this
 --checkpoint-every N, after every N records at that record's (sequence, sub-sequence) number;
 ThrottlingException is retried with backoff. shard_ended and shutdown_requested checkpoint too.
 Options: --ledger FILE, --events FILE, --checkpoint-every N, --checkpoint-retries N,
---retry-backoff-ms MS, --process-delay-ms MS (or the env vars named in --help).
+--retry-backoff-ms MS, --process-delay-ms MS, --stall-first-batch-ms MS, --stall-shards IDS, --stall-release-file F (or the env
+vars named in --help).
 """
 
 import os

@@ -254,6 +254,12 @@ def build(results):
             if meta.get("command"):
                 add(f"- daemon command: `{meta['command']}`")
             add("")
+    # Hand-written sections (measurements made outside this harness: metrics overhead, KCL 3.x
+    # fleets, fault suite ...), one file each, in file-name order.
+    sections = Path(__file__).resolve().parent.parent / "sections"
+    for section in sorted(sections.glob("*.md")) if sections.is_dir() else []:
+        add(section.read_text().rstrip())
+        add("")
     add(ORIENTATION)
     add("## Method")
     add("")

@@ -385,7 +385,9 @@ fn readyz_follows_the_lease_table() {
 /// differences, documented in docs/metrics.md: `PeriodicShardSyncManager` (the leader's
 /// periodic check; each daemon publishes it only once its first check ran) and `ShutdownTask`
 /// (published on a graceful shutdown, which multilangd does by default and Java 2.5.8 with
-/// its default `shutdownGraceMillis = 0` never does).
+/// its default `shutdownGraceMillis = 0` never does). Both properties files carry a
+/// `multilangd.httpAddress` key: the Java daemon ignores `multilangd.` keys, so one file serves
+/// both daemons during a migration.
 #[test]
 fn cloudwatch_metric_set_matches_the_java_daemon() {
     if support::sample_apps::java_jars_dir().is_none() {
@@ -406,6 +408,8 @@ fn cloudwatch_metric_set_matches_the_java_daemon() {
             .set("metricsBufferTimeMillis", 1000)
             .set("cloudWatchClient.endpointOverride", &moto.endpoint)
             .set("workerId", format!("{app}-worker"))
+            // One properties file serves both daemons: Java ignores the `multilangd.` keys.
+            .set("multilangd.httpAddress", free_port())
             .write(&dir.path().join(format!("{app}.properties")));
         let daemon = Daemon::start(kind, &props, &dir.path().join(format!("{app}.log")));
         daemons.push((app, seen, daemon));

@@ -20,6 +20,8 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TB=${MULTILANGD_TESTBED:-"$REPO/.testbed"}
+# Absolute: the emulators are started from their own working directories.
+TB=$(cd "$TB" 2>/dev/null && pwd -P || echo "$TB")
 NM="$TB/emu/node_modules"
 ALL=(kinesis-local dynalite kinesalite)
 

@@ -109,16 +109,24 @@ Description: native drop-in replacement for the Amazon KCL MultiLangDaemon
  Prometheus metrics, health endpoints and CloudWatch metrics as the KCL
  publishes them.
 EOF
+# Maintainer scripts honour DPKG_ROOT (set by `dpkg --root=DIR --force-script-chrootless`):
+# then the system user goes into DIR's passwd/group files and the host is left alone.
 cat > "$stage/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
+root="${DPKG_ROOT:-}"
 if [ "$1" = configure ]; then
-  if ! getent passwd multilangd >/dev/null; then
-    adduser --system --group --home /var/lib/multilangd --no-create-home --quiet multilangd
+  if [ -z "$root" ]; then
+    if ! getent passwd multilangd >/dev/null; then
+      adduser --system --group --home /var/lib/multilangd --no-create-home --quiet multilangd
+    fi
+  elif ! grep -q '^multilangd:' "$root/etc/passwd" 2>/dev/null; then
+    useradd --prefix "$root" --system --user-group --home-dir /var/lib/multilangd \
+      --no-create-home --shell /usr/sbin/nologin multilangd
   fi
-  mkdir -p /etc/multilangd
+  mkdir -p "$root/etc/multilangd"
 fi
-if [ -d /run/systemd/system ]; then
+if [ -z "$root" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
 fi
 exit 0
@@ -126,7 +134,7 @@ EOF
 cat > "$stage/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
-if [ -d /run/systemd/system ]; then
+if [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
 fi
 exit 0

@@ -138,7 +138,9 @@ pub enum ProcessorAction {
 /// One thing that happened. Shard ids and worker ids are borrowed: sinks copy what they keep.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
-    /// A call to an AWS service finished (after the SDK, before any retry of ours).
+    /// A call to an AWS service finished (after the SDK, before any retry of ours), reported by
+    /// the caller with the shard it was for. Feeds the KCL's per-shard CloudWatch metrics;
+    /// Prometheus counts [`Event::SdkCall`] instead, which covers every call.
     AwsCall {
         /// The service.
         service: Service,
@@ -147,6 +149,20 @@ pub enum Event<'a> {
         /// The API name, e.g. `GetRecords`, `UpdateItem`.
         operation: &'static str,
         /// How long the call took.
+        duration: Duration,
+        /// `None` when it succeeded.
+        error: Option<CallErrorClass>,
+    },
+    /// An AWS SDK call finished, as seen by the interceptor on every client (one per call,
+    /// the SDK's own retries included; a call abandoned by its caller counts as `Transient`).
+    /// This is the source of the per-call latency and error metrics; [`Event::AwsCall`] is
+    /// the reader's per-shard view of its own calls (for the KCL's per-shard metrics).
+    SdkCall {
+        /// The service.
+        service: Service,
+        /// The API name, e.g. `UpdateItem`; `Other` for an operation multilangd does not call.
+        operation: &'static str,
+        /// From the SDK's hook before serialization to its last.
         duration: Duration,
         /// `None` when it succeeded.
         error: Option<CallErrorClass>,

@@ -103,6 +103,15 @@ fn http_endpoints_of_the_real_binary() {
     for needle in ["multilangd_leases_held 2", "multilangd_child_starts_total 2", "multilangd_worker_ready 1"] {
         assert!(metrics.contains(needle), "no `{needle}` in\n{metrics}");
     }
+    // Every SDK call is timed by the interceptor: lease renewals (UpdateItem), the taker's Scan,
+    // shard listing and reads all show up by service and operation.
+    for (service, operation) in
+        [("dynamodb", "UpdateItem"), ("dynamodb", "Scan"), ("kinesis", "ListShards"), ("kinesis", "GetRecords")]
+    {
+        let needle =
+            format!("multilangd_aws_call_duration_seconds_count{{service=\"{service}\",operation=\"{operation}\"}}");
+        assert!(metrics.contains(&needle), "no `{needle}` in\n{metrics}");
+    }
     let failures = || {
         let (_, metrics) = http_get(cli, "/metrics").expect("metrics");
         metrics
@@ -376,7 +385,9 @@ fn readyz_follows_the_lease_table() {
 /// differences, documented in docs/metrics.md: `PeriodicShardSyncManager` (the leader's
 /// periodic check; each daemon publishes it only once its first check ran) and `ShutdownTask`
 /// (published on a graceful shutdown, which multilangd does by default and Java 2.5.8 with
-/// its default `shutdownGraceMillis = 0` never does).
+/// its default `shutdownGraceMillis = 0` never does). Both properties files carry a
+/// `multilangd.httpAddress` key: the Java daemon ignores `multilangd.` keys, so one file serves
+/// both daemons during a migration.
 #[test]
 fn cloudwatch_metric_set_matches_the_java_daemon() {
     if support::sample_apps::java_jars_dir().is_none() {
@@ -397,6 +408,8 @@ fn cloudwatch_metric_set_matches_the_java_daemon() {
             .set("metricsBufferTimeMillis", 1000)
             .set("cloudWatchClient.endpointOverride", &moto.endpoint)
             .set("workerId", format!("{app}-worker"))
+            // One properties file serves both daemons: Java ignores the `multilangd.` keys.
+            .set("multilangd.httpAddress", free_port())
             .write(&dir.path().join(format!("{app}.properties")));
         let daemon = Daemon::start(kind, &props, &dir.path().join(format!("{app}.log")));
         daemons.push((app, seen, daemon));
@@ -449,7 +462,8 @@ fn cloudwatch_metric_set_matches_the_java_daemon() {
 }
 
 /// `scripts/package-deb.sh` builds a package with the binary (stripped), the unit, the manual
-/// page, the docs and the example properties; `--version` names the commit.
+/// page, the docs and the example properties; `--version` names the commit; `dpkg -i` installs
+/// it (into a throwaway root), reinstalls it and purges it.
 #[test]
 fn the_debian_package_has_the_files() {
     let version = Command::new(support::multilangd_bin()).arg("--version").output().expect("run --version");
@@ -489,4 +503,55 @@ fn the_debian_package_has_the_files() {
     }
     let packaged = Command::new(x.join("usr/bin/multilangd")).arg("--version").output().expect("packaged binary runs");
     assert_eq!(String::from_utf8_lossy(&packaged.stdout), version);
+
+    // A real `dpkg -i` into a throwaway root with its own dpkg database, the maintainer scripts
+    // run outside a chroot with DPKG_ROOT set (how dpkg installs into another root without
+    // privileges). `--force-depends`: that root's database has no libc6 or adduser.
+    let root = dir.path().join("root");
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    for (file, text) in [
+        ("var/lib/dpkg/status", ""),
+        ("var/lib/dpkg/available", ""),
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        ("etc/group", "root:x:0:\n"),
+        ("etc/shadow", "root:*:19000:0:99999:7:::\n"),
+        ("etc/gshadow", "root:*::\n"),
+    ] {
+        std::fs::write(root.join(file), text).expect("write");
+    }
+    let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let dpkg = |args: &[&str]| {
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args(["--force-script-chrootless", "--force-depends", "--force-not-root"])
+            .args(args)
+            .output()
+            .expect("run dpkg");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "dpkg {args:?} failed:\n{text}");
+        text
+    };
+    dpkg(&["-i", &deb]);
+    let status = dpkg(&["-s", "multilangd"]);
+    assert!(status.contains("Status: install ok installed"), "{status}");
+    let installed = Command::new(root.join("usr/bin/multilangd")).arg("--version").output().expect("installed binary");
+    assert_eq!(String::from_utf8_lossy(&installed.stdout), version);
+    assert!(root.join("lib/systemd/system/multilangd.service").is_file());
+    assert!(root.join("etc/multilangd").is_dir(), "postinst creates /etc/multilangd");
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).expect("passwd");
+    assert!(passwd.lines().any(|l| l.starts_with("multilangd:") && l.contains(":/var/lib/multilangd:")), "{passwd}");
+    assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap_or_default(), host_passwd, "the host is left alone");
+    // Reinstalling is idempotent (the user exists already); purging removes every file.
+    dpkg(&["-i", &deb]);
+    dpkg(&["--purge", "multilangd"]);
+    assert!(!root.join("usr/bin/multilangd").exists());
+    assert!(!root.join("lib/systemd/system/multilangd.service").exists());
+    let status = Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args(["-s", "multilangd"])
+        .output()
+        .expect("dpkg -s");
+    assert!(!status.status.success(), "purged: dpkg -s no longer knows the package");
 }

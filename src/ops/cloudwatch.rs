@@ -117,7 +117,8 @@ pub fn kcl_datums(event: &Event<'_>) -> Vec<KclDatum> {
             push("ProcessTask", success.into(), Some(shard), false, flag(error.is_none()), Count, D);
             push("ProcessTask", time.into(), Some(shard), false, ms(duration), Ms, D);
         }
-        Event::AwsCall { .. } => {}
+        // The KCL publishes no per-call metrics beyond the per-shard reader ones above.
+        Event::AwsCall { .. } | Event::SdkCall { .. } => {}
         Event::LeaseCall { op, duration, success, .. } => {
             let (operation, worker, prefix) = match op {
                 LeaseOperation::List => ("TakeLeases", true, "ListLeases"),
@@ -534,7 +535,8 @@ pub async fn client(config: &crate::config::Config) -> Result<aws_sdk_cloudwatch
     let shared = loader.load().await;
     // Setting the endpoint on the service config (to the key's value or to nothing) drops
     // what AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_CLOUDWATCH said.
-    let mut service = aws_sdk_cloudwatch::config::Builder::from(&shared);
+    let mut service = aws_sdk_cloudwatch::config::Builder::from(&shared)
+        .interceptor(crate::aws::call_metrics::CallMetrics::new(crate::telemetry::Service::CloudWatch));
     service.set_endpoint_url(config.cloudwatch_endpoint.clone());
     let service = service.build();
     Ok(aws_sdk_cloudwatch::Client::from_conf(service))

@@ -203,7 +203,7 @@ impl PromSink {
 impl Sink for PromSink {
     fn record(&self, event: &Event<'_>) {
         match *event {
-            Event::AwsCall { service, operation, duration, error, .. } => {
+            Event::SdkCall { service, operation, duration, error } => {
                 let labels = CallLabels { service: service.as_str(), operation };
                 self.call_duration.get_or_create(&labels).observe(duration.as_secs_f64());
                 if let Some(class) = error {
@@ -262,6 +262,8 @@ impl Sink for PromSink {
             Event::ExpiredIterator { .. } => {
                 self.expired_iterators.inc();
             }
+            // The reader's per-shard view of a call is for CloudWatch; SdkCall counts every call.
+            Event::AwsCall { .. } => {}
             Event::ShardStalled { .. } => {
                 self.stalls.inc();
             }
@@ -546,6 +548,13 @@ mod tests {
         sink.record(&Event::LeaseTaken { shard_id: "s", kind: TakeKind::Expired });
         sink.record(&Event::LeaseTaken { shard_id: "s", kind: TakeKind::Expired });
         sink.record(&Event::ChildExited { shard_id: "s", outcome: ChildOutcome::Killed });
+        sink.record(&Event::SdkCall {
+            service: Service::Kinesis,
+            operation: "GetRecords",
+            duration: Duration::from_millis(3),
+            error: Some(CallErrorClass::Throttled),
+        });
+        // The reader's per-shard view of the same call is for CloudWatch only: not counted twice.
         sink.record(&Event::AwsCall {
             service: Service::Kinesis,
             shard_id: Some("s"),

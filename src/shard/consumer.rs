@@ -25,6 +25,7 @@ use super::checkpointer::{CheckpointStore, ShardCheckpointer};
 use super::processor::{ProcessorConnection, ProcessorFailure, ProcessorLauncher};
 use crate::lease::{Lease, LeaseError, LeaseStore};
 use crate::protocol::messages::Action;
+use crate::protocol::session::ProtocolErrorKind;
 use crate::sequence::{ExtendedSequenceNumber, Position};
 use crate::status::{ShardPhase, ShardStatus};
 use crate::stream::{ChildShard, RecordBatch, ShardReader, ShardReaderFactory, StartingPosition, StreamError};
@@ -499,7 +500,9 @@ fn child_outcome(outcome: &ConsumerOutcome) -> ChildOutcome {
         ConsumerOutcome::Failed(ConsumerError::Processor(failure)) => match failure {
             ProcessorFailure::Exited { exit: crate::child::ChildExit::Signal(_), .. } => ChildOutcome::Killed,
             ProcessorFailure::Exited { .. } | ProcessorFailure::Launch(_) => ChildOutcome::Failed,
-            ProcessorFailure::Protocol(e) if e.to_string().contains("timed out") => ChildOutcome::TimedOut,
+            ProcessorFailure::Protocol(e) if matches!(e.kind, ProtocolErrorKind::Timeout { .. }) => {
+                ChildOutcome::TimedOut
+            }
             ProcessorFailure::Protocol(_) => ChildOutcome::ProtocolError,
         },
         _ => ChildOutcome::Clean,
@@ -518,6 +521,28 @@ mod tests {
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<String>>);
+
+    /// The child outcome for telemetry is read from the failure's type, not its message.
+    #[test]
+    fn child_outcomes_are_typed() {
+        use crate::protocol::messages::ActionKind;
+        use crate::protocol::ProtocolError;
+        let protocol = |kind| {
+            ConsumerOutcome::Failed(ConsumerError::Processor(ProcessorFailure::Protocol(Box::new(ProtocolError {
+                shard_id: "shardId-0".into(),
+                action: ActionKind::ProcessRecords,
+                kind,
+                last_sent: None,
+                last_received: None,
+            }))))
+        };
+        let timeout = ProtocolErrorKind::Timeout { after: Duration::from_secs(1), waiting_for: "a status" };
+        assert_eq!(child_outcome(&protocol(timeout)), ChildOutcome::TimedOut);
+        let mismatch = ProtocolErrorKind::StatusMismatch { expected: ActionKind::ProcessRecords, got: None };
+        assert_eq!(child_outcome(&protocol(mismatch)), ChildOutcome::ProtocolError);
+        assert_eq!(child_outcome(&protocol(ProtocolErrorKind::ChildClosedStdout)), ChildOutcome::ProtocolError);
+        assert_eq!(child_outcome(&ConsumerOutcome::LeaseLost), ChildOutcome::Clean);
+    }
 
     #[async_trait::async_trait]
     impl CheckpointStore for Recorder {

@@ -12,7 +12,10 @@
 //!   `KclStsAssumeRoleCredentialsProvider` does.
 //! - DynamoDB uses `AWSCredentialsProviderDynamoDB` when set, else the Kinesis chain.
 //!
-//! No CloudWatch client is built: multilangd publishes no metrics.
+//! - Every client carries the [`call_metrics::CallMetrics`] interceptor: the latency and error
+//!   class of every call go to the telemetry recorder (`/metrics`).
+//!
+//! The CloudWatch client is built by the ops module from the same credentials code.
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::default_provider::region::DefaultRegionChain;
@@ -27,8 +30,12 @@ use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kinesis::config::SharedCredentialsProvider;
 
+pub mod call_metrics;
+
 use crate::config::credentials::AssumeRoleSpec;
 use crate::config::{Config, CredentialsSpec, ProviderSpec};
+use crate::telemetry::Service;
+use call_metrics::CallMetrics;
 
 /// The SDK clients the daemon needs.
 #[derive(Debug, Clone)]
@@ -86,9 +93,14 @@ pub async fn clients(config: &Config) -> Result<AwsClients, AwsError> {
         dynamodb_endpoint = ?config.dynamodb_endpoint,
         "AWS clients configured"
     );
+    let kinesis =
+        aws_sdk_kinesis::config::Builder::from(&kinesis_conf).interceptor(CallMetrics::new(Service::Kinesis)).build();
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&dynamodb_conf)
+        .interceptor(CallMetrics::new(Service::DynamoDb))
+        .build();
     Ok(AwsClients {
-        kinesis: aws_sdk_kinesis::Client::new(&kinesis_conf),
-        dynamodb: aws_sdk_dynamodb::Client::new(&dynamodb_conf),
+        kinesis: aws_sdk_kinesis::Client::from_conf(kinesis),
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
     })
 }
 

@@ -457,7 +457,7 @@ fn the_lease_protocol_switches_live_to_3x_and_rolls_back() {
     let kinesis = emulators::start_kinesis_local();
     let moto = emulators::start_moto();
     let rt = support::runtime();
-    let (_, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &moto.endpoint));
+    let (kc, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &moto.endpoint));
     let sent = d.join("sent.jsonl");
     daemon::produce(&kinesis.endpoint, "migrate", 2, RECORDS, &sent);
     let ledger = d.join("m.ledger");
@@ -499,7 +499,13 @@ fn the_lease_protocol_switches_live_to_3x_and_rolls_back() {
             .find(|i| i.get("key").and_then(|v| v.as_s().ok()).is_some_and(|k| k == "Leader"))
             .and_then(|i| i.get("ownerName").and_then(|v| v.as_s().ok()).cloned())
     };
-    let mine = || rt.block_on(daemon::leases(&ddb, APP_M)).values().filter(|(o, _)| o.as_deref() == Some("m")).count();
+    // Open (not ended) leases held by the worker.
+    let mine = || {
+        rt.block_on(daemon::leases(&ddb, APP_M))
+            .values()
+            .filter(|(o, checkpoint)| o.as_deref() == Some("m") && checkpoint != "SHARD_END")
+            .count()
+    };
     let seen = || support::ledger::keys(&read_ledger(&ledger)).len();
     daemon::wait_for(
         "the 2.x worker to process every record",
@@ -520,21 +526,38 @@ fn the_lease_protocol_switches_live_to_3x_and_rolls_back() {
         || format!("{:?} {}\n{}", leader(), mine(), daemon::tail(&m.log_text(), 30)),
     );
     let switched_in = flipped.elapsed();
+    // A split in 3.x mode: the parent's consumer ends it and creates the children's leases,
+    // the leader (this worker) assigns them, and they are processed after the parent.
+    let split_at = Instant::now();
+    let children = rt.block_on(split_in_middle(&kc, "migrate", "shardId-000000000000"));
     daemon::produce_seeded(&kinesis.endpoint, "migrate", 2, RECORDS, 2, &sent);
     daemon::wait_for(
-        "the records written after the switch to 3.x",
+        "the records written after the switch to 3.x and the split",
         Duration::from_secs(60),
         || seen() >= 2 * RECORDS,
         || daemon::tail(&m.log_text(), 30),
     );
+    let split_done = split_at.elapsed();
+    let leases = rt.block_on(daemon::leases(&ddb, APP_M));
+    for child in &children {
+        assert_eq!(leases.get(child).and_then(|(o, _)| o.as_deref()), Some("m"), "{child}: {leases:?}");
+    }
+    assert!(
+        leases.get("shardId-000000000000").is_none_or(|(_, checkpoint)| checkpoint == "SHARD_END"),
+        "the parent ended: {leases:?}"
+    );
+    let processed: std::collections::BTreeSet<String> = read_ledger(&ledger).into_iter().map(|e| e.shard_id).collect();
+    assert!(children.iter().any(|c| processed.contains(c)), "records of the children processed: {processed:?}");
 
     set_cv("CLIENT_VERSION_2X");
+    let rolled = Instant::now();
     daemon::wait_for(
-        "the worker to roll back to the 2.x taker and own both leases",
+        "the worker to roll back to the 2.x taker and own the three open leases",
         Duration::from_secs(60),
-        || m.log_text().matches("protocol=Kcl2x").count() >= 2 && mine() == 2,
+        || m.log_text().matches("protocol=Kcl2x").count() >= 2 && mine() == 3,
         || format!("{}\n{}", mine(), daemon::tail(&m.log_text(), 30)),
     );
+    let rolled_back_in = rolled.elapsed();
     daemon::produce_seeded(&kinesis.endpoint, "migrate", 2, RECORDS, 3, &sent);
     daemon::wait_for(
         "the records written after the rollback",
@@ -547,9 +570,48 @@ fn the_lease_protocol_switches_live_to_3x_and_rolls_back() {
     support::ledger::assert_all_delivered(&all, &got);
     support::ledger::assert_in_order_per_process(&got);
     assert_eq!(cv().as_deref(), Some("CLIENT_VERSION_2X"), "multilangd does not rewrite a rolled-back state");
+    assert_eq!(mine(), 3, "the 2.x taker holds both children after the rollback");
     let log = m.log_text();
     assert!(log.contains("fleet switched its lease protocol"), "{}", daemon::tail(&log, 30));
-    eprintln!("live switch: 2.x -> 3.x leader with both leases {switched_in:?} after Migration3.0 changed");
+    eprintln!(
+        "live switch: 2.x -> 3.x leader with both leases {switched_in:?} after Migration3.0 changed; split \
+         processed in 3.x {split_done:?}; back to 2.x with the open leases {rolled_back_in:?} after the rollback"
+    );
     let status = m.terminate(Duration::from_secs(30));
     assert!(status.success(), "{status:?}\n{}", daemon::tail(&m.log_text(), 20));
+}
+
+/// Splits `shard` of `stream` in the middle of its hash-key range, waits until the stream is
+/// ACTIVE again and returns the two children.
+async fn split_in_middle(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> Vec<String> {
+    let listed = kinesis.list_shards().stream_name(stream).send().await.expect("ListShards");
+    let range = listed.shards().iter().find(|s| s.shard_id() == shard).and_then(|s| s.hash_key_range()).unwrap();
+    let start: u128 = range.starting_hash_key().parse().unwrap();
+    let end: u128 = range.ending_hash_key().parse().unwrap();
+    kinesis
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard)
+        .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    for _ in 0..100 {
+        let summary = kinesis.describe_stream_summary().stream_name(stream).send().await.expect("describe");
+        if summary.stream_description_summary().map(|s| s.stream_status().clone())
+            == Some(aws_sdk_kinesis::types::StreamStatus::Active)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = kinesis.list_shards().stream_name(stream).send().await.expect("ListShards");
+    let children: Vec<String> = listed
+        .shards()
+        .iter()
+        .filter(|s| s.parent_shard_id() == Some(shard))
+        .map(|s| s.shard_id().to_owned())
+        .collect();
+    assert_eq!(children.len(), 2, "children of {shard}: {children:?}");
+    children
 }

@@ -403,7 +403,10 @@ impl Scheduler {
                     self.dispatch(renewer, &mut consumers);
                 }
                 _ = progress_tick.tick() => log_progress(&consumers),
-                _ = audit_tick.tick() => self.run_audit(&mut auditor, shutdown).await,
+                _ = audit_tick.tick() => {
+                    auditor.set_leader(assignment.leads_shard_sync());
+                    self.run_audit(&mut auditor, shutdown).await;
+                }
                 _ = cleanup_tick.tick() => self.clean_up(&mut cleaner, renewer, &mut consumers, shutdown).await,
                 _ = migration_tick.tick() => {
                     let checked = tokio::select! {

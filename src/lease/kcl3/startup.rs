@@ -118,9 +118,8 @@ pub async fn choose_protocol(
         }
     };
     if protocol == Protocol::Kcl3x {
-        coordinator.ensure_table().await?;
-        metrics.ensure_table().await?;
-        table.ensure_owner_index().await?;
+        // Independent tables: prepared together (a new application's start-up waits for them).
+        tokio::try_join!(coordinator.ensure_table(), metrics.ensure_table(), table.ensure_owner_index())?;
         let state = table.wait_owner_index_active(index_timeout).await?;
         if state != IndexState::Active {
             return Err(LeaseError::Dependency {

@@ -343,6 +343,10 @@ impl Kcl3Assignment {
 
 #[async_trait]
 impl LeaseAssignment for Kcl3Assignment {
+    fn leads_shard_sync(&self) -> Option<bool> {
+        Some(self.assigner.is_some())
+    }
+
     fn protocol(&self) -> &'static str {
         "KCL 3.x"
     }
@@ -452,15 +456,18 @@ mod tests {
         let coordinator = InMemoryCoordinatorStore::new("c");
         let metrics = InMemoryWorkerMetricsStore::new("m");
         let mut w = worker("me", &leases, &coordinator, &metrics, &table);
+        assert_eq!(w.assignment.leads_shard_sync(), Some(false), "no lock yet: no shard-sync audit");
         let round = w.assignment.round(&w.renewer).await.unwrap();
         let mut acquired: Vec<String> = round.acquired.iter().map(|h| h.lease.key.clone()).collect();
         acquired.sort();
         assert_eq!(acquired, ["s0", "s1"], "metrics, lock, assignment and discovery in one round");
         assert_eq!(coordinator.lock().await.unwrap().map(|l| l.owner), Some("me".into()));
+        assert_eq!(w.assignment.leads_shard_sync(), Some(true), "the lock holder runs the shard-sync audit");
         // The renewer's 3.x renewals go through the wrapper.
         assert!(w.renewer.renew_all().await.renewed >= 2 || leases.lease("s0").unwrap().counter >= 2);
         w.assignment.stopped().await.unwrap();
         assert_eq!(coordinator.lock().await.unwrap(), None, "the lock is released on shutdown");
+        assert_eq!(w.assignment.leads_shard_sync(), Some(false));
     }
 
     #[tokio::test]

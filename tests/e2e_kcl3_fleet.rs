@@ -615,3 +615,100 @@ async fn split_in_middle(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard:
     assert_eq!(children.len(), 2, "children of {shard}: {children:?}");
     children
 }
+
+/// The operation counts of `bench/ddb-count-proxy.js` listening on `port`.
+fn proxy_counts(port: u16) -> BTreeMap<String, u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET /__bench/counts HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    json["byOp"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect()
+}
+
+/// Benchmark (run with `--ignored --nocapture`, figures in BENCHMARKS.md): one multilangd
+/// worker on a new application (4 shards, defaults: failover 10 s, assignment interval 20 s,
+/// worker metrics every 30 s), in 3.x mode (`clientVersionConfig` unset) and in 2.x mode
+/// (`CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X`), three times each: the time from launch to the
+/// first record, then the DynamoDB requests of an idle minute, counted by operation by
+/// `bench/ddb-count-proxy.js` between the daemon and moto.
+#[test]
+#[ignore = "benchmark: about 5 minutes"]
+fn bench_first_record_and_idle_requests_3x_vs_2x() {
+    const SHARDS: u32 = 4;
+    let dir = tempfile::Builder::new().prefix("kcl3-bench-").tempdir().unwrap();
+    let d = dir.path();
+    let kinesis = emulators::start_kinesis_local();
+    let moto = emulators::start_moto();
+    let proxy_port = emulators::free_port();
+    let mut proxy = std::process::Command::new("node")
+        .arg(support::repo_dir().join("bench/ddb-count-proxy.js"))
+        .args([proxy_port.to_string(), moto.port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the counting proxy");
+    let proxied = format!("http://127.0.0.1:{proxy_port}");
+    daemon::wait_for(
+        "the proxy",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", proxy_port)).is_ok(),
+        String::new,
+    );
+    daemon::produce(&kinesis.endpoint, "bench", SHARDS, 40, &d.join("sent.jsonl"));
+    let run = |name: &str, client_version: Option<&str>, idle: bool| -> Duration {
+        let ledger = d.join(format!("{name}.ledger"));
+        let props = Props::local(
+            name,
+            "bench",
+            &Processor::PythonV3.executable_name(&ledger, None, &[]),
+            &kinesis.endpoint,
+            &proxied,
+        )
+        .unset("clientVersionConfig")
+        .set("failoverTimeMillis", 10_000)
+        .set("shardSyncIntervalMillis", 60_000);
+        let props = match client_version {
+            Some(cv) => props.set("clientVersionConfig", cv),
+            None => props,
+        }
+        .write(&d.join(format!("{name}.properties")));
+        let launched = Instant::now();
+        let mut m = Daemon::start(Kind::Multilangd, &props, &d.join(format!("{name}.log")));
+        daemon::wait_for(
+            "the first record",
+            Duration::from_secs(60),
+            || !read_ledger(&ledger).is_empty(),
+            || daemon::tail(&m.log_text(), 30),
+        );
+        let first = launched.elapsed();
+        if idle {
+            std::thread::sleep(Duration::from_secs(15));
+            let before = proxy_counts(proxy_port);
+            std::thread::sleep(Duration::from_secs(60));
+            let after = proxy_counts(proxy_port);
+            let per_min: BTreeMap<&String, u64> = after
+                .iter()
+                .map(|(op, n)| (op, n - before.get(op).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let total: u64 = per_min.values().sum();
+            assert!(total > 0, "{name}: no DynamoDB request in an idle minute");
+            eprintln!(
+                "BENCH {name}: idle minute {total} requests = {:.1} per lease per minute; by operation {per_min:?}",
+                total as f64 / f64::from(SHARDS)
+            );
+        }
+        m.terminate(Duration::from_secs(30));
+        first
+    };
+    run("warmup", None, false);
+    for i in 0..3 {
+        let x3 = run(&format!("new3x-{i}"), None, i == 0);
+        let x2 = run(&format!("new2x-{i}"), Some("CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X"), i == 0);
+        eprintln!("BENCH first record on a new application: 3.x {x3:?}, 2.x {x2:?}");
+    }
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}

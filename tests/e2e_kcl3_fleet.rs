@@ -10,6 +10,11 @@
 //! duration (2 × failover) and reassigns the dead worker's leases (whether Java 3.1.3 would
 //! replace it too, after its own 120 s view of the lock or never — KCL#1803 — is not what
 //! this test measures). No record is lost; the fleet stays in 3.x mode.
+//!
+//! The other tests: Java 3.1.3 leads and is killed with kill -9 (multilangd takes over after
+//! Java's 120 s lock); a third multilangd worker joins two by graceful hand-off; a live
+//! switch from 2.x to 3.x and back (with a split in 3.x mode); and an ignored benchmark
+//! (first record and idle DynamoDB requests, 3.x vs 2.x).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

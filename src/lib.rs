@@ -49,7 +49,9 @@ use crate::lease::kcl3::worker::{Handoffs, Kcl3Assignment, Kcl3LeaseStore, Kcl3S
 use crate::lease::kcl3::worker_metrics::DynamoWorkerMetricsStore;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
+use crate::shard::processor::ProcessorLauncher;
 use crate::shutdown::Shutdown;
+use crate::status::{StatusPublisher, WorkerStatus};
 use crate::stream::fanout::{FanOutReaderFactory, FanOutSettings};
 use crate::stream::kinesis::StreamRef;
 use crate::stream::polling::{PollingReaderFactory, PollingSettings};
@@ -92,10 +94,10 @@ impl RunError {
 }
 
 /// Whether an unset `clientVersionConfig` starts a brand-new application in KCL 3.x mode, as
-/// the Java 3.x daemon does. Off until the test suite pins the 2.x tests' mode: with it off, a
-/// new application runs 3.x only with `clientVersionConfig = CLIENT_VERSION_CONFIG_3X`, and any
-/// fleet whose `Migration3.0` says 3.x is joined as a 3.x worker.
-const NEW_APPLICATIONS_IN_3X: bool = false;
+/// the Java 3.x daemon does (an existing 2.x fleet is still joined in 2.x, with a warning).
+/// A new application stays in 2.x with `clientVersionConfig =
+/// CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X`, the value Java 3.x accepts too.
+const NEW_APPLICATIONS_IN_3X: bool = true;
 /// How long a 3.x worker waits for the lease table's owner index to become ACTIVE (Java 3.1.3: 600 s).
 const OWNER_INDEX_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -153,19 +155,6 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
         Arc::new(DynamoCoordinatorStore::new(clients.dynamodb.clone(), config.kcl3.coordinator_state_table.clone()));
     let metrics =
         Arc::new(DynamoWorkerMetricsStore::new(clients.dynamodb.clone(), config.kcl3.worker_metrics_table.clone()));
-    let chosen = tokio::select! {
-        () = shutdown.requested() => return Ok(()),
-        chosen = choose_protocol(
-            config.client_version_config,
-            NEW_APPLICATIONS_IN_3X,
-            &worker_id,
-            &*store,
-            &*store,
-            &*coordinator,
-            &*metrics,
-            OWNER_INDEX_TIMEOUT,
-        ) => chosen.map_err(|e| RunError::Scheduler(SchedulerError::LeaseTable(e)))?,
-    };
     let stream = StreamRef::from_config(&config);
     let list_settings = ListShardsSettings {
         backoff: config.list_shards_backoff,
@@ -194,38 +183,98 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
             )
         }
     };
-    let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
-    let scheduler = if chosen.protocol == Protocol::Kcl3x {
+    let launcher: Arc<dyn ProcessorLauncher> =
+        Arc::new(ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE));
+    let (status, _) =
+        StatusPublisher::new(WorkerStatus::starting(&worker_id, &config.application_name, config.table_name.as_str()));
+    // Operations (issue 12) start before the worker and finish after it, so that /healthz
+    // answers and systemd hears STOPPING=1 during the graceful shutdown.
+    let operations = ops::Operations::start(&config, &worker_id, status.subscribe(), shutdown.token().clone()).await?;
+    let result = loop {
+        // The protocol follows Migration3.0; a switch at run time (2.x -> 3.x, or a rollback)
+        // stops the worker gracefully (leases released) and it rejoins here.
+        let chosen = tokio::select! {
+            () = shutdown.requested() => break Ok(()),
+            chosen = choose_protocol(
+                config.client_version_config,
+                NEW_APPLICATIONS_IN_3X,
+                &worker_id,
+                &*store,
+                &*store,
+                &*coordinator,
+                &*metrics,
+                OWNER_INDEX_TIMEOUT,
+            ) => chosen,
+        };
+        let chosen = match chosen {
+            Ok(chosen) => chosen,
+            Err(e) => break Err(RunError::Scheduler(SchedulerError::LeaseTable(e))),
+        };
+        let seams = Seams {
+            lister: lister.clone(),
+            readers: readers.clone(),
+            launcher: launcher.clone(),
+            status: status.clone(),
+        };
+        let scheduler = build_scheduler(&config, &worker_id, chosen.protocol, &store, &coordinator, &metrics, seams);
+        match scheduler.run(shutdown.clone()).await {
+            Err(SchedulerError::ProtocolSwitch { client_version, table }) if !shutdown.is_requested() => {
+                tracing::info!(%client_version, %table, "rejoining the fleet with the lease protocol it switched to");
+            }
+            other => break other.map_err(RunError::from),
+        }
+    };
+    readers_stop.cancel();
+    operations.finish().await;
+    result
+}
+
+/// The reading and processing seams a scheduler runs on (shared across protocol switches).
+struct Seams {
+    lister: Arc<dyn ShardLister>,
+    readers: Arc<dyn ShardReaderFactory>,
+    launcher: Arc<dyn ProcessorLauncher>,
+    status: StatusPublisher,
+}
+
+/// The worker for `protocol`: the 2.x taker on the lease table, or the 3.x follower/leader.
+fn build_scheduler(
+    config: &Arc<Config>,
+    worker_id: &str,
+    protocol: Protocol,
+    store: &Arc<DynamoLeaseStore>,
+    coordinator: &Arc<DynamoCoordinatorStore>,
+    metrics: &Arc<DynamoWorkerMetricsStore>,
+    seams: Seams,
+) -> Scheduler {
+    let Seams { lister, readers, launcher, status } = seams;
+    let scheduler = if protocol == Protocol::Kcl3x {
         let handoffs = Handoffs::default();
         let renewing = Arc::new(Kcl3LeaseStore::new(
             store.clone(),
             store.clone(),
-            &worker_id,
+            worker_id,
             handoffs.clone(),
             config.kcl3.worker_metrics_ema_alpha,
         ));
         let assignment = Kcl3Assignment::new(
-            &worker_id,
+            worker_id,
             renewing.clone(),
             store.clone(),
-            coordinator,
-            metrics,
+            coordinator.clone(),
+            metrics.clone(),
             handoffs,
-            kcl3_settings(&config),
+            kcl3_settings(config),
         );
         let scheduler =
-            Scheduler::new(config.clone(), worker_id.clone(), renewing.clone(), lister, readers, Arc::new(launcher))
-                .with_kcl3_assignment(Box::new(assignment));
+            Scheduler::new(config.clone(), worker_id.to_owned(), renewing.clone(), lister, readers, launcher)
+                .with_kcl3_assignment(Box::new(assignment))
+                .with_status_publisher(status);
         renewing.set_status(scheduler.status());
         scheduler
     } else {
-        Scheduler::new(config.clone(), worker_id.clone(), store, lister, readers, Arc::new(launcher))
+        Scheduler::new(config.clone(), worker_id.to_owned(), store.clone(), lister, readers, launcher)
+            .with_status_publisher(status)
     };
-    // Operations (issue 12) start before the worker and finish after it, so that /healthz
-    // answers and systemd hears STOPPING=1 during the graceful shutdown.
-    let operations = ops::Operations::start(&config, &worker_id, scheduler.status(), shutdown.token().clone()).await?;
-    let result = scheduler.run(shutdown).await;
-    readers_stop.cancel();
-    operations.finish().await;
-    result.map_err(RunError::from)
+    scheduler.with_migration_check_interval(config.kcl3.migration_check_interval)
 }

@@ -79,7 +79,7 @@ fn consumer_status(
 }
 
 /// amazon_kclpy 3.2.0's `samples/sample.properties` as shipped — only the stream ARN changed
-/// (the sample's is in the fictional us-east-5) and the two endpoint keys added — runs the
+/// (the sample's is in the fictional us-east-5) and the two endpoint keys and 2.x mode added — runs the
 /// unchanged `sample_kclpy_app.py`, found on PATH as a user's shell finds it. The file sets
 /// neither `retrievalMode` nor a polling key (so FANOUT) nor `metricsLevel` (so DETAILED).
 #[test]
@@ -109,8 +109,10 @@ fn amazon_kclpy_sample_properties_as_shipped() {
     for absent in ["\nretrievalMode", "\nmetricsLevel", "\nmaxRecords", "\nidleTimeBetweenReadsInMillis"] {
         assert!(!shipped.contains(absent), "the sample now sets {absent}");
     }
+    // The 2.x lease protocol: dynalite cannot host the lease-table index of the 3.x mode
+    // that a new application with `clientVersionConfig` unset starts in.
     let text = format!(
-        "{}\nkinesisEndpoint = {}\ndynamoDBEndpoint = {}\n",
+        "{}\nkinesisEndpoint = {}\ndynamoDBEndpoint = {}\nclientVersionConfig = CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X\n",
         shipped.replace(fictional, &stream_arn("kclpysample")),
         emus.kinesis.endpoint,
         emus.dynamo.endpoint

@@ -54,6 +54,7 @@ fn java_props(dir: &std::path::Path, app: &str, worker: &str, kinesis: &str, mot
     let ledger = dir.join(format!("{worker}.ledger"));
     Props::local(app, STREAM, &Processor::PythonV3.executable_name(&ledger, None, &[]), kinesis, moto)
         .for_java3()
+        .unset("clientVersionConfig") // Java's default: a new application in 3.x mode
         .set("workerId", worker)
         .set("leaseAssignmentIntervalMillis", 5000)
         .set("shutdownGraceMillis", 10000)

@@ -191,6 +191,7 @@ fn java_3_1_3_new_application_writes_the_3x_tables() {
         &moto.endpoint,
     )
     .for_java3()
+    .unset("clientVersionConfig") // Java's default: a new application in 3.x mode
     .set("workerId", "java3-worker-1")
     .write(&dir.path().join("java3.properties"));
     let mut java = Daemon::start(Kind::Java3, &props, &dir.path().join("java3.log"));

@@ -602,6 +602,7 @@ fn kcl3(
         stale_worker_metrics_cleanup: iso_duration(&stale).unwrap_or(Duration::from_secs(86_400)),
         worker_metrics_ema_alpha: alpha.parse().unwrap_or(0.5),
         max_throughput_per_host_kbps: max_throughput.and_then(|v| v.parse().ok()),
+        migration_check_interval: r.millis_setting("multilangd.migrationCheckIntervalMillis"),
     };
     (client_version, kcl3)
 }

@@ -425,9 +425,11 @@ pub static KEYS: &[KeySpec] = &[
         "Most distinct metric series buffered per window; values of further series are dropped (and counted on /metrics).", Metrics, Used),
     // ---- KCL 3.x
     key("clientVersionConfig", ValueType::Enum(&["CLIENT_VERSION_CONFIG_3X", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X_PHASE1"]),
-        unset("the stored Migration3.0 state; a new application: 2.x (Java: 3.x); an existing 2.x fleet: 2.x"),
+        unset("the stored Migration3.0 state; a new application: 3.x (as Java); an existing 2.x fleet: 2.x, with a warning"),
         "KCL 2.x to 3.x migration mode (CLIENT_VERSION_CONFIG_3X runs the 3.x protocol).", V3X, Used),
     key("leaseAssignmentIntervalMillis", MS, derived("2 x failoverTimeMillis"), "How often the 3.x lease assignment runs.", V3X, Used),
+    key("multilangd.migrationCheckIntervalMillis", MS, is("60000"),
+        "How often the worker re-reads Migration3.0 and switches between the 2.x and 3.x lease protocols live (Java: 60 s, not settable). The Java daemon ignores multilangd.* keys.", V3X, Used),
     key("leaseTableScanTotalSegments", INT, unset("automatic"), "Parallel-scan segments of the lease table.", V3X, V3),
     key("migrateAllEntitiesToLeaseTable", Bool, is("false"), "Phase 2 of the single-table migration.", V3X, V3),
     key("tableMigrationCompleteBakeTimeSeconds", INT, is("86400"), "Bake time of the table migration.", V3X, V3),

@@ -123,6 +123,8 @@ pub struct Kcl3Config {
     pub worker_metrics_ema_alpha: f64,
     /// `maxThroughputPerHostKBps`; `None` = unlimited.
     pub max_throughput_per_host_kbps: Option<f64>,
+    /// `multilangd.migrationCheckIntervalMillis`: how often `Migration3.0` is re-read.
+    pub migration_check_interval: Duration,
 }
 
 /// The child command line, `executableName` split on runs of spaces (no shell, no quoting).

@@ -62,6 +62,14 @@ pub trait LeaseAssignment: Send + Sync {
         held.release(key).await.map(|_| ())
     }
 
+    /// Whether this worker runs the periodic shard-sync audit: `None` lets the auditor choose
+    /// the KCL 2.x leader (deterministic shuffle of the lease owners); a KCL 3.x assignment
+    /// answers from the leader lock (`Some(true)` while this worker holds it), as the 3.x
+    /// shard sync runs on the lock holder only.
+    fn leads_shard_sync(&self) -> Option<bool> {
+        None
+    }
+
     /// The worker stopped (its consumers are shut down): give up fleet-wide roles, e.g. a
     /// leader lock, so another worker takes over at once. The default does nothing.
     ///

@@ -10,7 +10,9 @@
 //!    owner). Java elects from a separate scan at the first audit and then every 5 min;
 //!    here the leader is computed from each audit's own scan, which costs nothing extra and
 //!    is never staler than Java's choice. Java and multilangd workers pick the same leader
-//!    from the same owners;
+//!    from the same owners. In KCL 3.x mode the leader is the holder of the leader lock
+//!    instead ([`Auditor::set_leader`], from the 3.x assignment), as Java 3.x runs the shard
+//!    sync on the lock holder only;
 //! 3. with no lease at all, syncs at once;
 //! 4. otherwise takes the leases not at `SHARD_END`, back-fills missing hash-key ranges
 //!    from ListShards (pre-2.3 leases; written with no counter change) and looks for a
@@ -146,6 +148,8 @@ pub struct Auditor {
     tracked: Option<(Hole, u32)>,
     last_sync: Option<Instant>,
     recent: Option<RecentScan>,
+    /// Leadership decided elsewhere (the KCL 3.x leader lock); `None`: the 2.x leader choice.
+    leader: Option<bool>,
 }
 
 impl Auditor {
@@ -169,6 +173,7 @@ impl Auditor {
             tracked: None,
             last_sync: None,
             recent: None,
+            leader: None,
         }
     }
 
@@ -179,6 +184,12 @@ impl Auditor {
     pub fn with_recent_scan(mut self, recent: RecentScan) -> Self {
         self.recent = Some(recent);
         self
+    }
+
+    /// Sets who leads the shard sync: `Some(_)` from the KCL 3.x leader lock (the lock holder
+    /// audits), `None` for the KCL 2.x leader choice from the lease owners.
+    pub fn set_leader(&mut self, leader: Option<bool>) {
+        self.leader = leader;
     }
 
     /// The timing settings.
@@ -212,7 +223,12 @@ impl Auditor {
     }
 
     async fn audit_once(&mut self) -> Result<AuditOutcome, SyncError> {
-        let recent = self.recent.as_ref().and_then(|r| r.fresh(self.settings.interval / 2));
+        if self.leader == Some(false) {
+            debug!("not the KCL 3.x leader; skipping the lease audit");
+            return Ok(AuditOutcome::NotLeader);
+        }
+        let by_owners = self.leader.is_none();
+        let recent = self.recent.as_ref().and_then(|r| r.fresh(self.settings.interval / 2)).filter(|_| by_owners);
         if let Some(leases) = recent {
             if !is_leader(&self.worker_id, leases.iter().filter_map(|l| l.owner.as_deref())) {
                 debug!("not the leader (by the latest taker scan); skipping the lease audit");
@@ -220,7 +236,7 @@ impl Auditor {
             }
         }
         let scan = self.store.list_leases().await?;
-        if !is_leader(&self.worker_id, scan.leases.iter().filter_map(|l| l.owner.as_deref())) {
+        if by_owners && !is_leader(&self.worker_id, scan.leases.iter().filter_map(|l| l.owner.as_deref())) {
             debug!("not the leader; skipping the lease audit");
             return Ok(AuditOutcome::NotLeader);
         }
@@ -418,6 +434,28 @@ mod tests {
         done.checkpoint = ExtendedSequenceNumber::shard_end();
         bed.store.put(done);
         assert!(matches!(bed.auditor.audit().await.unwrap(), AuditOutcome::Hole { seen: 1, .. }));
+    }
+
+    /// In 3.x mode the lock decides: the lock holder audits whoever the 2.x shuffle would
+    /// pick, and a worker without the lock never does.
+    #[tokio::test]
+    async fn in_3x_mode_the_lock_holder_audits() {
+        let owners = ["worker-a", "worker-b", "worker-c"];
+        let shuffle_leader = shuffled_owners(owners).remove(0);
+        let other = owners.into_iter().find(|w| *w != shuffle_leader).unwrap();
+        for (worker, holds_lock) in [(other, true), (shuffle_leader.as_str(), false)] {
+            let mut bed = bed(4, worker);
+            for (n, owner) in owners.iter().enumerate() {
+                bed.lease_for(n, Some(owner));
+            }
+            bed.auditor.set_leader(Some(holds_lock));
+            let outcome = bed.auditor.audit().await.unwrap();
+            if holds_lock {
+                assert!(matches!(outcome, AuditOutcome::Hole { .. }), "{worker}: {outcome:?}");
+            } else {
+                assert_eq!(outcome, AuditOutcome::NotLeader, "{worker}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use self::audit::{AuditSettings, Auditor};
 use self::cleanup::{CleanupSettings, LeaseCleaner};
@@ -101,6 +101,17 @@ pub enum SchedulerError {
     )]
     Fleet3x {
         /// The `cv` value.
+        client_version: String,
+        /// Where it was found.
+        table: String,
+    },
+    /// At run time the fleet's `Migration3.0` changed to a state that runs the other lease
+    /// protocol (2.x → 3.x: `3X_WITH_ROLLBACK`/`3X`; 3.x → 2.x: a rollback). The worker stopped
+    /// its record processors gracefully and released its leases; the caller rejoins the fleet
+    /// with the protocol the state now asks for.
+    #[error("the application's fleet switched its lease protocol ({client_version} in {table}); rejoining")]
+    ProtocolSwitch {
+        /// The new `cv` value.
         client_version: String,
         /// Where it was found.
         table: String,
@@ -189,6 +200,16 @@ impl Scheduler {
         self.with_assignment(assignment)
     }
 
+    /// Publishes the worker's status through `status` (a worker that rejoins after a
+    /// protocol switch keeps one publisher for operations).
+    #[must_use]
+    pub fn with_status_publisher(mut self, status: StatusPublisher) -> Self {
+        let fresh = self.status.current();
+        status.update(|s| *s = (*fresh).clone());
+        self.status = status;
+        self
+    }
+
     /// Replaces the lease assignment (default: the KCL 2.x [`TakerAssignment`]).
     #[must_use]
     pub fn with_assignment(mut self, assignment: Box<dyn LeaseAssignment>) -> Self {
@@ -226,12 +247,15 @@ impl Scheduler {
         }
     }
 
-    async fn check_migration_state(&self) -> Result<(), SchedulerError> {
-        if self.kcl3 {
-            return Ok(());
-        }
+    /// At start-up (`running` false) a 2.x worker refuses a fleet in 3.x mode; at run time a
+    /// `Migration3.0` asking for the other protocol than this worker runs is a switch (a 3.x
+    /// worker switches on a rollback state, not on a vanished item, as Java).
+    async fn check_migration_state(&self, running: bool) -> Result<(), SchedulerError> {
         match self.store.migration_state().await {
-            Ok(Some(state)) if state.is_3x_mode() => {
+            Ok(Some(state)) if running && state.is_3x_mode() != self.kcl3 => {
+                Err(SchedulerError::ProtocolSwitch { client_version: state.client_version, table: state.table })
+            }
+            Ok(Some(state)) if !self.kcl3 && state.is_3x_mode() => {
                 Err(SchedulerError::Fleet3x { client_version: state.client_version, table: state.table })
             }
             Ok(_) => Ok(()),
@@ -247,7 +271,7 @@ impl Scheduler {
         if created {
             info!(table = %self.store.table_name(), "created the lease table");
         }
-        self.check_migration_state().await?;
+        self.check_migration_state(false).await?;
         let existing = self.store.list_leases().await.map_err(SchedulerError::LeaseTable)?;
         self.lease_table_ok();
         if existing.leases.is_empty() {
@@ -379,15 +403,18 @@ impl Scheduler {
                     self.dispatch(renewer, &mut consumers);
                 }
                 _ = progress_tick.tick() => log_progress(&consumers),
-                _ = audit_tick.tick() => self.run_audit(&mut auditor, shutdown).await,
+                _ = audit_tick.tick() => {
+                    auditor.set_leader(assignment.leads_shard_sync());
+                    self.run_audit(&mut auditor, shutdown).await;
+                }
                 _ = cleanup_tick.tick() => self.clean_up(&mut cleaner, renewer, &mut consumers, shutdown).await,
                 _ = migration_tick.tick() => {
                     let checked = tokio::select! {
                         () = shutdown.requested() => Ok(()),
-                        checked = self.check_migration_state() => checked,
+                        checked = self.check_migration_state(true) => checked,
                     };
                     if let Err(e) = checked {
-                        error!(error = %e, "stopping: the fleet switched to KCL 3.x");
+                        warn!(error = %e, "stopping the record processors and releasing the leases: the fleet switched its lease protocol");
                         fatal = Some(e);
                         break;
                     }

@@ -432,10 +432,74 @@ async fn a_fleet_switching_to_kcl_3x_stops_the_worker_gracefully() {
         table: "app-CoordinatorState".to_owned(),
     }));
     let result = tokio::time::timeout(Duration::from_secs(10), h.task).await.expect("stops").unwrap();
-    assert!(matches!(result, Err(SchedulerError::Fleet3x { .. })), "{result:?}");
+    assert!(
+        matches!(&result, Err(SchedulerError::ProtocolSwitch { client_version, .. }) if client_version == "CLIENT_VERSION_3X"),
+        "{result:?}"
+    );
     for s in &shards {
         assert!(h.launcher.events(s).contains(&FakeEvent::ShutdownRequested), "{s}");
-        assert_eq!(h.store.lease(s).unwrap().owner, None, "{s}: released for the 3.x fleet");
+        assert_eq!(h.store.lease(s).unwrap().owner, None, "{s}: released for the 3.x leader to assign");
+    }
+}
+
+/// A 2.x worker does not start in a fleet whose `Migration3.0` says 3.x (the KCL 3.5
+/// single-table format, which multilangd does not run in 3.x mode): exit 78.
+#[tokio::test]
+async fn a_2x_worker_refuses_to_start_in_a_3x_fleet() {
+    let (stream, _) = seeded_stream(1, 1);
+    let store = InMemoryLeaseStore::new("app");
+    store.set_migration_state(Some(crate::lease::MigrationState {
+        client_version: "CLIENT_VERSION_3X".to_owned(),
+        table: "app".to_owned(),
+    }));
+    let h = start_with(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), store, |s| {
+        s.with_audit_settings(no_audit())
+    });
+    let result = tokio::time::timeout(Duration::from_secs(10), h.task).await.expect("stops").unwrap();
+    assert!(matches!(result, Err(SchedulerError::Fleet3x { .. })), "{result:?}");
+}
+
+/// A 3.x worker whose fleet is rolled back (`CLIENT_VERSION_2X`, or `UPGRADE_FROM_2X` again)
+/// stops its processors gracefully and releases its leases, to rejoin with the 2.x taker; a
+/// vanished item or a 3.x state leaves it running.
+#[tokio::test]
+async fn a_3x_worker_stops_gracefully_on_a_rollback() {
+    let (stream, shards) = seeded_stream(2, 5);
+    let store = InMemoryLeaseStore::new("app");
+    let assignment = TakerAssignment::new(
+        Arc::new(store.clone()),
+        "worker-1",
+        TakerSettings {
+            failover_time: Duration::from_secs(1),
+            max_leases_for_worker: u32::MAX,
+            max_leases_to_steal_at_one_time: 1,
+            enable_priority_lease_assignment: true,
+        },
+    );
+    let h = start_with(config(""), stream, FakeLauncher::new(FakeBehaviour::default()), store, |s| {
+        // The taker stands in for the 3.x follower: what matters is the mode flag.
+        s.with_kcl3_assignment(Box::new(assignment))
+            .with_migration_check_interval(Duration::from_millis(100))
+            .with_audit_settings(no_audit())
+    });
+    h.wait_until("records", |h| shards.iter().all(|s| h.records_seen(s).len() == 5)).await;
+    let state = |cv: &str| {
+        Some(crate::lease::MigrationState { client_version: cv.to_owned(), table: "app-CoordinatorState".to_owned() })
+    };
+    h.store.set_migration_state(state("CLIENT_VERSION_3X_WITH_ROLLBACK"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.store.set_migration_state(None);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!h.task.is_finished(), "a 3.x state or a vanished item keeps the 3.x worker running");
+    h.store.set_migration_state(state("CLIENT_VERSION_2X"));
+    let result = tokio::time::timeout(Duration::from_secs(10), h.task).await.expect("stops").unwrap();
+    assert!(
+        matches!(&result, Err(SchedulerError::ProtocolSwitch { client_version, .. }) if client_version == "CLIENT_VERSION_2X"),
+        "{result:?}"
+    );
+    for s in &shards {
+        assert!(h.launcher.events(s).contains(&FakeEvent::ShutdownRequested), "{s}");
+        assert_eq!(h.store.lease(s).unwrap().owner, None, "{s}: released for the 2.x taker");
     }
 }
 

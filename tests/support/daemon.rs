@@ -21,7 +21,11 @@ pub struct Props {
 }
 
 impl Props {
-    /// The keys every test needs: polling, TRIM_HORIZON, local endpoints, no metrics.
+    /// The keys every test needs: polling, TRIM_HORIZON, local endpoints, no metrics, and the
+    /// KCL 2.x lease protocol spelled as Java 3.x accepts it
+    /// (`clientVersionConfig = CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X`; Java 2.5.8 ignores the
+    /// key): with it unset a new application starts in 3.x mode, whose lease-table index
+    /// dynalite cannot host. KCL 3.x tests set `CLIENT_VERSION_CONFIG_3X` or [`Props::unset`] it.
     pub fn local(app: &str, stream: &str, executable: &str, kinesis: &str, dynamodb: &str) -> Self {
         let mut entries = BTreeMap::new();
         for (k, v) in [
@@ -39,6 +43,7 @@ impl Props {
             ("idleTimeBetweenReadsInMillis", "200"),
             ("shardSyncIntervalMillis", "1000"),
             ("parentShardPollIntervalMillis", "1000"),
+            ("clientVersionConfig", "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X"),
         ] {
             entries.insert(k.to_owned(), v.to_owned());
         }
@@ -58,6 +63,13 @@ impl Props {
     #[must_use]
     pub fn set(mut self, key: &str, value: impl ToString) -> Self {
         self.entries.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// Removes a key (the daemon's default applies).
+    #[must_use]
+    pub fn unset(mut self, key: &str) -> Self {
+        self.entries.remove(key);
         self
     }
 

@@ -48,6 +48,21 @@ pub fn assert_all_delivered(sent: &[LedgerEntry], seen: &[LedgerEntry]) {
     assert_digests_match(sent, seen);
 }
 
+/// Each processor process (pid) saw each shard's records in increasing sequence order (so each
+/// partition key's records in order); a record may repeat only in a later process (a restart
+/// from the last checkpoint).
+pub fn assert_in_order_per_process(seen: &[LedgerEntry]) {
+    type Position<'a> = (&'a str, Option<i64>);
+    let mut last: BTreeMap<(Option<u32>, &str), Position<'_>> = BTreeMap::new();
+    for e in seen {
+        let here = (e.sequence_number.as_str(), e.sub_sequence_number);
+        if let Some(prev) = last.insert((e.pid, e.shard_id.as_str()), here) {
+            let after = seq_gt(here.0, prev.0) || (here.0 == prev.0 && here.1 > prev.1);
+            assert!(after, "process {:?} saw {} {:?} after {:?}", e.pid, e.shard_id, here, prev);
+        }
+    }
+}
+
 /// The distinct shard ids of a ledger, sorted.
 pub fn shard_ids(entries: &[LedgerEntry]) -> Vec<String> {
     entries.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect()

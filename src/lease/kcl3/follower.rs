@@ -40,12 +40,26 @@ pub async fn discover(
     me: &str,
     held: &HashSet<String>,
 ) -> Result<Vec<Lease>, LeaseError> {
+    discover_listed(leases, me, held, &kcl3.lease_keys_for_worker(me).await?).await
+}
+
+/// [`discover`] from the keys the owner index listed for `me` (one query serves both the
+/// discovery and the hand-off check).
+///
+/// # Errors
+/// Failures of a lease read.
+pub async fn discover_listed(
+    leases: &dyn LeaseStore,
+    me: &str,
+    held: &HashSet<String>,
+    listed: &[String],
+) -> Result<Vec<Lease>, LeaseError> {
     let mut found = Vec::new();
-    for key in kcl3.lease_keys_for_worker(me).await? {
-        if held.contains(&key) {
+    for key in listed {
+        if held.contains(key) {
             continue;
         }
-        match leases.get_lease(&key).await? {
+        match leases.get_lease(key).await? {
             Some(lease) if lease.owner.as_deref() == Some(me) && lease.checkpoint_owner.is_none() => found.push(lease),
             Some(lease) => {
                 debug!(lease = %key, owner = ?lease.owner, checkpoint_owner = ?lease.checkpoint_owner,

@@ -20,6 +20,9 @@ use super::lease_table::Kcl3LeaseTable;
 use super::worker_metrics::WorkerMetricsStore;
 use crate::lease::{LeaseError, LeaseStore};
 
+/// At most this many assignment writes in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+
 /// After this many failed rounds in a row the leader gives up the lock (Java: 3).
 pub const MAX_FAILED_ROUNDS: u32 = 3;
 
@@ -148,22 +151,42 @@ impl LeaseAssigner {
             max_leases_for_worker: self.settings.max_leases_for_worker,
             graceful_handoff: self.settings.graceful_handoff,
         };
-        for action in plan_lease_count(&views, &active, plan_settings) {
-            match action {
-                Action::Assign { lease, to } => match self.kcl3.assign_lease(&lease, &to).await? {
-                    Some(_) => {
+        // The writes touch distinct leases: up to WRITE_CONCURRENCY at a time (a new
+        // application's first round assigns every lease at once).
+        let actions = plan_lease_count(&views, &active, plan_settings);
+        for chunk in actions.chunks(WRITE_CONCURRENCY) {
+            let mut writes = tokio::task::JoinSet::new();
+            for (i, action) in chunk.iter().cloned().enumerate() {
+                let kcl3 = self.kcl3.clone();
+                writes.spawn(async move {
+                    let written = match &action {
+                        Action::Assign { lease, to } => kcl3.assign_lease(lease, to).await,
+                        Action::Handoff { lease, to } => kcl3.initiate_handoff(lease, to).await,
+                    };
+                    (i, action, written)
+                });
+            }
+            let mut done = Vec::with_capacity(chunk.len());
+            while let Some(joined) = writes.join_next().await {
+                done.push(joined.map_err(|e| LeaseError::Dependency {
+                    table: self.leases.table_name().to_owned(),
+                    operation: "assign_lease",
+                    message: e.to_string(),
+                })?);
+            }
+            done.sort_by_key(|(i, _, _)| *i);
+            for (_, action, written) in done {
+                match (action, written?) {
+                    (Action::Assign { lease, to }, Some(_)) => {
                         debug!(lease = %lease.key, from = ?lease.owner, to = %to, "assigned lease");
                         report.assigned.push((lease.key, to));
                     }
-                    None => report.conflicts += 1,
-                },
-                Action::Handoff { lease, to } => match self.kcl3.initiate_handoff(&lease, &to).await? {
-                    Some(_) => {
+                    (Action::Handoff { lease, to }, Some(_)) => {
                         debug!(lease = %lease.key, from = ?lease.owner, to = %to, "started graceful hand-off");
                         report.handoffs.push((lease.key, to));
                     }
-                    None => report.conflicts += 1,
-                },
+                    (_, None) => report.conflicts += 1,
+                }
             }
         }
         if !report.assigned.is_empty() || !report.handoffs.is_empty() {

@@ -49,6 +49,14 @@ pub async fn choose_protocol(
     let started = tokio::time::Instant::now();
     let protocol = loop {
         let stored = coordinator.migration().await?;
+        if stored.is_none() {
+            if let Some(single) = leases.migration_state().await?.filter(|m| m.table == leases.table_name()) {
+                // The KCL 3.5 single-table format keeps Migration3.0 in the lease table: no
+                // write here; the 2.x scheduler's check joins (2X, UPGRADE_FROM_2X) or refuses it.
+                info!(client_version = %single.client_version, table = %single.table, "Migration3.0 in the lease table (KCL 3.5 single-table format)");
+                break Protocol::Kcl2x;
+            }
+        }
         let fleet = FleetSignals {
             has_leases: !leases.list_leases().await?.leases.is_empty(),
             owner_index: table.owner_index_state().await? != IndexState::Missing,
@@ -110,9 +118,8 @@ pub async fn choose_protocol(
         }
     };
     if protocol == Protocol::Kcl3x {
-        coordinator.ensure_table().await?;
-        metrics.ensure_table().await?;
-        table.ensure_owner_index().await?;
+        // Independent tables: prepared together (a new application's start-up waits for them).
+        tokio::try_join!(coordinator.ensure_table(), metrics.ensure_table(), table.ensure_owner_index())?;
         let state = table.wait_owner_index_active(index_timeout).await?;
         if state != IndexState::Active {
             return Err(LeaseError::Dependency {
@@ -211,6 +218,19 @@ mod tests {
         assert_eq!(chosen.client_version, Some("CLIENT_VERSION_3X"));
         let stored = b.coordinator.migration().await.unwrap().unwrap();
         assert_eq!(stored.history[0].client_version, ClientVersion::V3xWithRollback);
+    }
+
+    #[tokio::test]
+    async fn a_single_table_migration_item_is_left_to_the_2x_check_without_writes() {
+        let b = bed();
+        b.leases.set_migration_state(Some(crate::lease::MigrationState {
+            client_version: "CLIENT_VERSION_UPGRADE_FROM_2X".into(),
+            table: "app".into(),
+        }));
+        for config in [None, Some(ClientVersionConfig::CompatibleWith2x), Some(ClientVersionConfig::V3x)] {
+            assert_eq!(choose(&b, config, true).await.protocol, Protocol::Kcl2x);
+        }
+        assert!(!b.coordinator.table_exists().await.unwrap(), "nothing written beside the 3.5 fleet");
     }
 
     #[tokio::test]

@@ -7,9 +7,10 @@
 //! - polls the leader lock ([`LeaderLock`]); while it holds the lock it runs the
 //!   [`LeaseAssigner`] every `leaseAssignmentIntervalMillis` and gives the lock up after three
 //!   failed assignment runs;
-//! - discovers the leases assigned to it through the owner index ([`discover`]) and adds them to
-//!   the renewer's held set; a held lease that the index no longer lists under this worker and
-//!   whose `checkpointOwner` names it is a graceful hand-off, announced to the scheduler in
+//! - discovers the leases assigned to it through the owner index ([`discover_listed`]; one
+//!   index query per discovery) and adds them to the renewer's held set; a held lease that
+//!   the index no longer lists under this worker and whose `checkpointOwner` names it is a
+//!   graceful hand-off, announced to the scheduler in
 //!   [`AssignmentRound::hand_off`];
 //! - when the scheduler reports the consumer of a handed-off lease stopped
 //!   ([`LeaseAssignment::handed_off`]), completes the transfer with `assign` (`REMOVE
@@ -30,7 +31,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::coordinator::CoordinatorStateStore;
-use super::follower::{discover, discovery_interval, publish_metrics, ThroughputMeter};
+use super::follower::{discover_listed, discovery_interval, publish_metrics, ThroughputMeter};
 use super::leader::{LeaderSettings, LeaseAssigner};
 use super::lease_table::{Kcl3LeaseTable, Renewal};
 use super::lock::{LeaderLock, Leadership};
@@ -313,12 +314,13 @@ impl Kcl3Assignment {
         if now >= self.next_discovery {
             self.next_discovery = now + self.discovery_interval();
             let held_keys: HashSet<String> = held.held().into_iter().map(|h| h.lease.key).collect();
-            for lease in discover(&*self.table, &*self.leases, &self.me, &held_keys).await? {
+            let listed_keys = self.table.lease_keys_for_worker(&self.me).await?;
+            for lease in discover_listed(&*self.leases, &self.me, &held_keys, &listed_keys).await? {
                 info!(lease = %lease.key, "the leader assigned this lease to this worker");
                 round.acquired.push(held.add(lease, Instant::now()));
             }
             // A held lease the leader moved away while we still renew it: a hand-off.
-            let listed: HashSet<String> = self.table.lease_keys_for_worker(&self.me).await?.into_iter().collect();
+            let listed: HashSet<String> = listed_keys.into_iter().collect();
             for key in held_keys.difference(&listed) {
                 if self.handoffs.get(key).is_some() {
                     continue;
@@ -343,6 +345,10 @@ impl Kcl3Assignment {
 
 #[async_trait]
 impl LeaseAssignment for Kcl3Assignment {
+    fn leads_shard_sync(&self) -> Option<bool> {
+        Some(self.assigner.is_some())
+    }
+
     fn protocol(&self) -> &'static str {
         "KCL 3.x"
     }
@@ -452,15 +458,18 @@ mod tests {
         let coordinator = InMemoryCoordinatorStore::new("c");
         let metrics = InMemoryWorkerMetricsStore::new("m");
         let mut w = worker("me", &leases, &coordinator, &metrics, &table);
+        assert_eq!(w.assignment.leads_shard_sync(), Some(false), "no lock yet: no shard-sync audit");
         let round = w.assignment.round(&w.renewer).await.unwrap();
         let mut acquired: Vec<String> = round.acquired.iter().map(|h| h.lease.key.clone()).collect();
         acquired.sort();
         assert_eq!(acquired, ["s0", "s1"], "metrics, lock, assignment and discovery in one round");
         assert_eq!(coordinator.lock().await.unwrap().map(|l| l.owner), Some("me".into()));
+        assert_eq!(w.assignment.leads_shard_sync(), Some(true), "the lock holder runs the shard-sync audit");
         // The renewer's 3.x renewals go through the wrapper.
         assert!(w.renewer.renew_all().await.renewed >= 2 || leases.lease("s0").unwrap().counter >= 2);
         w.assignment.stopped().await.unwrap();
         assert_eq!(coordinator.lock().await.unwrap(), None, "the lock is released on shutdown");
+        assert_eq!(w.assignment.leads_shard_sync(), Some(false));
     }
 
     #[tokio::test]

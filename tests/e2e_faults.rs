@@ -4,9 +4,11 @@
 //! The small sizes run in the test command; `scripts/reliability.sh` runs the full sizes
 //! (and the same scenarios with the Java 2.5.8 daemon) through the `#[ignore]`d variants
 //! and the environment variables below, and collects the figures into RELIABILITY.md.
-//! - `MULTILANGD_FAULT_OUTAGE_SECS`: DynamoDB outage length (default 10 s in the test command).
-//! - `MULTILANGD_FAULT_KINESIS_OUTAGE_SECS`: Kinesis outage length (default 8 s).
-//! - `MULTILANGD_FAULT_THROTTLE_SECS`: how long throttling lasts (default 10 s).
+//! - `MULTILANGD_FAULT_OUTAGE_SECS`: DynamoDB outage length (default 8 s, 6 s through the proxy).
+//! - `MULTILANGD_FAULT_KINESIS_OUTAGE_SECS`: Kinesis outage length (default 6 s).
+//! - `MULTILANGD_FAULT_THROTTLE_SECS`: how long throttling lasts (default 8 s).
+//! - `MULTILANGD_FAULT_KILLS`, `MULTILANGD_FAULT_KILL_EVERY_SECS`: crash cycles (default 2
+//!   kills every 8 s in the test command; 6 every 15 s in the full run).
 //! - `MULTILANGD_FAULT_DAEMON`: `multilangd` (default) or `java` for the ignored variants.
 //! - `MULTILANGD_RELIABILITY_OUT`: a file the figures are appended to as JSON lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,11 +22,20 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::daemon::{self, wait_for, Daemon, Kind, Producer, Props};
 use support::emulators::{start_dynalite, start_kinesis_local};
-use support::ledger::{duplicates, keys, pids_per_shard, Figures};
+use support::ledger::{duplicates, keys, last_per_shard, pids_per_shard, seq_gt, Figures};
 use support::proxy::{FaultProxy, Mode, Throttle};
 use support::sample_apps::{read_ledger, Processor};
 
 const SHARDS: u32 = 4;
+/// Records the producer may send at most (it is stopped when a scenario ends).
+const UNBOUNDED: usize = 1_000_000;
+
+/// The scenarios measure timing (what was delivered during a fault): one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 /// Records per second while the fault lasts.
 const RATE: f64 = 40.0;
 
@@ -73,8 +84,7 @@ fn dynamodb_freeze(kind: Kind, outage: Duration, failover: Duration) -> (Figures
     let dynamodb = start_dynalite();
     let stream = "fault-ddb";
     let sent_ledger = dir.path().join("sent.jsonl");
-    let count = (RATE * (outage.as_secs_f64() + 15.0)) as usize;
-    let mut producer = Producer::start(&kinesis.endpoint, stream, SHARDS, count, RATE, &sent_ledger);
+    let mut producer = Producer::start(&kinesis.endpoint, stream, SHARDS, UNBOUNDED, RATE, &sent_ledger);
     let seen_ledger = dir.path().join("seen.jsonl");
     let executable = Processor::PythonV3.executable_name(&seen_ledger, None, &[]);
     let props = Props::local("fault-ddb-app", stream, &executable, &kinesis.endpoint, &dynamodb.endpoint)
@@ -98,8 +108,8 @@ fn dynamodb_freeze(kind: Kind, outage: Duration, failover: Duration) -> (Figures
     signal(dynamodb.pid(), Signal::SIGCONT);
     let thawed = Instant::now();
     let recovered = first_growth(&seen_ledger, unsafe_to, Duration::from_secs(60));
-
-    producer.finish(Duration::from_secs(180));
+    std::thread::sleep(Duration::from_secs(2));
+    producer.stop();
     let sent = read_ledger(&sent_ledger);
     wait_for(
         "every record delivered",
@@ -143,11 +153,12 @@ fn assert_paused_not_dropped(figures: &Figures, log: &str, restarts: usize) {
     assert!(recovery < 15_000, "delivery resumed {recovery} ms after the thaw");
 }
 
-/// A 10 s DynamoDB freeze (failoverTimeMillis 3000): delivery pauses once the leases may
+/// An 8 s DynamoDB freeze (failoverTimeMillis 3000): delivery pauses once the leases may
 /// have expired elsewhere and resumes with the same processors; nothing lost or repeated.
 #[test]
 fn a_dynamodb_freeze_pauses_delivery_without_duplicates() {
-    let outage = env_secs("MULTILANGD_FAULT_OUTAGE_SECS", 10);
+    let _serial = serial();
+    let outage = env_secs("MULTILANGD_FAULT_OUTAGE_SECS", 8);
     let (figures, log, restarts) = dynamodb_freeze(Kind::Multilangd, outage, Duration::from_millis(3000));
     assert_paused_not_dropped(&figures, &log, restarts);
 }
@@ -157,6 +168,7 @@ fn a_dynamodb_freeze_pauses_delivery_without_duplicates() {
 #[test]
 #[ignore = "full size; run by scripts/reliability.sh"]
 fn full_dynamodb_freeze() {
+    let _serial = serial();
     let kind = daemon_kind();
     let outage = env_secs("MULTILANGD_FAULT_OUTAGE_SECS", 30);
     let (figures, log, restarts) = dynamodb_freeze(kind, outage, Duration::from_millis(10_000));
@@ -181,15 +193,14 @@ struct ProxiedRun {
 
 impl ProxiedRun {
     /// `before` runs on (kinesis proxy, dynamodb proxy) before the daemon starts.
-    fn start(app: &str, produce_for: Duration, before: impl FnOnce(&FaultProxy, &FaultProxy)) -> Self {
+    fn start(app: &str, before: impl FnOnce(&FaultProxy, &FaultProxy)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kinesis = start_kinesis_local();
         let dynamodb = start_dynalite();
         let kinesis_proxy = FaultProxy::start(&kinesis.endpoint);
         let dynamodb_proxy = FaultProxy::start(&dynamodb.endpoint);
         let sent_ledger = dir.path().join("sent.jsonl");
-        let count = (RATE * produce_for.as_secs_f64()) as usize;
-        let producer = Producer::start(&kinesis.endpoint, app, SHARDS, count, RATE, &sent_ledger);
+        let producer = Producer::start(&kinesis.endpoint, app, SHARDS, UNBOUNDED, RATE, &sent_ledger);
         let seen_ledger = dir.path().join("seen.jsonl");
         before(&kinesis_proxy, &dynamodb_proxy);
         let executable = Processor::PythonV3.executable_name(&seen_ledger, None, &[]);
@@ -244,7 +255,8 @@ impl ProxiedRun {
     /// Waits for the producer and every record, stops the daemon; (sent, lost, duplicates,
     /// processor restarts, log).
     fn finish(mut self) -> (usize, usize, usize, usize, String) {
-        self.producer.finish(Duration::from_secs(180));
+        std::thread::sleep(Duration::from_secs(2));
+        self.producer.stop();
         let sent = read_ledger(&self.sent_ledger);
         let seen_ledger = self.seen_ledger.clone();
         wait_for(
@@ -274,10 +286,10 @@ fn warnings(log: &str) -> usize {
 /// delivered under an unsafe lease; the record processors are never restarted.
 #[test]
 fn outages_through_the_fault_proxy() {
-    let kinesis_outage = env_secs("MULTILANGD_FAULT_KINESIS_OUTAGE_SECS", 8);
-    let dynamodb_outage = env_secs("MULTILANGD_FAULT_OUTAGE_SECS", 8);
-    let produce_for = kinesis_outage + dynamodb_outage + Duration::from_secs(25);
-    let run = ProxiedRun::start("fault-proxy", produce_for, |_, _| {});
+    let _serial = serial();
+    let kinesis_outage = env_secs("MULTILANGD_FAULT_KINESIS_OUTAGE_SECS", 6);
+    let dynamodb_outage = env_secs("MULTILANGD_FAULT_OUTAGE_SECS", 6);
+    let run = ProxiedRun::start("fault-proxy", |_, _| {});
     std::thread::sleep(Duration::from_secs(2));
     let (_, kinesis_recovery) = run.outage(&run.kinesis_proxy, Mode::BlackHole, kinesis_outage, kinesis_outage);
     std::thread::sleep(Duration::from_secs(2));
@@ -335,9 +347,10 @@ fn outages_through_the_fault_proxy() {
 /// records flow: nothing lost, the call rates stay bounded (backoff), the log is not flooded.
 #[test]
 fn throttling_is_absorbed_with_bounded_calls_and_a_quiet_log() {
-    let length = env_secs("MULTILANGD_FAULT_THROTTLE_SECS", 10);
+    let _serial = serial();
+    let length = env_secs("MULTILANGD_FAULT_THROTTLE_SECS", 8);
     // Start-up too: most ListShards calls are made then.
-    let run = ProxiedRun::start("fault-throttle", length + Duration::from_secs(15), |kinesis, _| {
+    let run = ProxiedRun::start("fault-throttle", |kinesis, _| {
         kinesis.throttle("ListShards", 0.8, Throttle::KinesisLimit);
     });
     let startup_list_shards = run.kinesis_proxy.calls_of("ListShards");
@@ -406,4 +419,180 @@ fn throttling_is_absorbed_with_bounded_calls_and_a_quiet_log() {
     assert!(per_sec(scan.0) <= 5.0, "Scan {scan:?} in {secs} s");
     assert!(per_sec(update_item.0) <= f64::from(SHARDS) * 20.0, "UpdateItem {update_item:?} in {secs} s");
     assert!(warned <= 10 * secs as usize, "{warned} warning lines in {secs} s:\n{}", daemon::tail(&log, 60));
+}
+
+/// Watches the lease table every 200 ms; records every checkpoint that moved backwards.
+struct LeaseMonitor {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl LeaseMonitor {
+    fn start(kinesis: &str, dynamodb: &str, table: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kinesis, dynamodb, table) = (kinesis.to_owned(), dynamodb.to_owned(), table.to_owned());
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let rt = support::runtime();
+                let (_, ddb) = rt.block_on(daemon::clients(&kinesis, &dynamodb));
+                let mut last: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+                let (mut scans, mut backwards) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for (shard, (_, checkpoint)) in rt.block_on(daemon::leases(&ddb, &table)) {
+                        if let Some(previous) = last.get(&shard) {
+                            let numeric = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+                            let moved_back =
+                                (numeric(previous) && numeric(&checkpoint) && seq_gt(previous, &checkpoint))
+                                    || (previous == "SHARD_END" && checkpoint != "SHARD_END")
+                                    || (numeric(previous) && !numeric(&checkpoint) && checkpoint != "SHARD_END");
+                            if moved_back {
+                                backwards.push(format!("{shard}: {previous} -> {checkpoint}"));
+                            }
+                        }
+                        last.insert(shard, checkpoint);
+                    }
+                    scans += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                (scans, backwards)
+            }
+        });
+        Self { stop, thread: Some(thread) }
+    }
+
+    /// (scans, checkpoints that moved backwards).
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().map(|t| t.join().expect("monitor")).unwrap_or_default()
+    }
+}
+
+/// Per shard, the records in the order they were first delivered must be in sequence
+/// order (a re-delivery repeats older records, it never skips ahead and back).
+fn order_violations(seen: &[support::sample_apps::LedgerEntry]) -> Vec<String> {
+    let mut distinct = std::collections::BTreeSet::new();
+    let mut last: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    let mut violations = Vec::new();
+    for e in seen {
+        if !distinct.insert((e.shard_id.as_str(), e.sequence_number.as_str(), e.sub_sequence_number)) {
+            continue;
+        }
+        if let Some(previous) = last.get(e.shard_id.as_str()) {
+            if seq_gt(previous, &e.sequence_number) {
+                violations.push(format!("{}: {} first seen after {previous}", e.shard_id, e.sequence_number));
+            }
+        }
+        last.insert(&e.shard_id, &e.sequence_number);
+    }
+    violations
+}
+
+/// Three workers on 8 shards (failoverTimeMillis 3000) while records flow; one worker is
+/// SIGKILLed and restarted every `every`, `kills` times (round robin). Returns the figures.
+fn crash_cycles(kills: usize, every: Duration) -> Figures {
+    const WORKERS: usize = 3;
+    const CRASH_SHARDS: u32 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let kinesis = start_kinesis_local();
+    let dynamodb = start_dynalite();
+    let app = "fault-crash";
+    let sent_ledger = dir.path().join("sent.jsonl");
+    let mut producer = Producer::start(&kinesis.endpoint, app, CRASH_SHARDS, UNBOUNDED, RATE, &sent_ledger);
+    let seen_ledger = dir.path().join("seen.jsonl");
+    let executable = Processor::PythonV3.executable_name(&seen_ledger, None, &[]);
+    let props = Props::local(app, app, &executable, &kinesis.endpoint, &dynamodb.endpoint)
+        .set("failoverTimeMillis", 3000)
+        .write(&dir.path().join("app.properties"));
+    let log = |i: usize, generation: usize| dir.path().join(format!("worker{i}-{generation}.log"));
+    let mut workers: Vec<Daemon> = (0..WORKERS).map(|i| Daemon::start(Kind::Multilangd, &props, &log(i, 0))).collect();
+    let monitor = LeaseMonitor::start(&kinesis.endpoint, &dynamodb.endpoint, app);
+    wait_for(
+        "every shard delivering",
+        Duration::from_secs(120),
+        || pids_per_shard(&read_ledger(&seen_ledger)).len() == CRASH_SHARDS as usize,
+        || daemon::tail(&workers[0].log_text(), 40),
+    );
+    let mut duplicates_at_kill = Vec::new();
+    let mut before_first_kill = 0;
+    for k in 0..kills {
+        std::thread::sleep(every);
+        duplicates_at_kill.push(duplicates(&read_ledger(&seen_ledger)));
+        if k == 0 {
+            before_first_kill = duplicates_at_kill[0];
+        }
+        let victim = k % WORKERS;
+        workers[victim].kill9();
+        workers[victim] = Daemon::start(Kind::Multilangd, &props, &log(victim, k + 1));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    producer.stop();
+    let sent = read_ledger(&sent_ledger);
+    let last = last_per_shard(&sent);
+    let rt = support::runtime();
+    let (_, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &dynamodb.endpoint));
+    wait_for(
+        "every record delivered and every shard checkpointed at (or past) its last record",
+        Duration::from_secs(120),
+        || {
+            let leases = rt.block_on(daemon::leases(&ddb, app));
+            keys(&sent).is_subset(&keys(&read_ledger(&seen_ledger)))
+                // At or past: a record acknowledged just before the producer was stopped may
+                // be missing from its ledger.
+                && last.iter().all(|(shard, seq)| leases.get(shard).is_some_and(|(_, cp)| cp == seq || seq_gt(cp, seq)))
+        },
+        || format!("{:?}", rt.block_on(daemon::leases(&ddb, app))),
+    );
+    let seen = read_ledger(&seen_ledger);
+    let total_duplicates = duplicates(&seen);
+    duplicates_at_kill.push(total_duplicates);
+    let per_kill: Vec<usize> = duplicates_at_kill.windows(2).map(|w| w[1] - w[0]).collect();
+    for w in &mut workers {
+        w.terminate(Duration::from_secs(30));
+    }
+    let (scans, backwards) = monitor.finish();
+    let lost = keys(&sent).difference(&keys(&seen)).count();
+    let order = order_violations(&seen);
+    let figures = Figures {
+        scenario: "crash-cycles".into(),
+        daemon: "multilangd".into(),
+        fault: format!(
+            "3 workers, {CRASH_SHARDS} shards, failoverTimeMillis 3000: one worker SIGKILLed and restarted every {} s, {kills} times",
+            every.as_secs()
+        ),
+        records: sent.len(),
+        lost,
+        duplicates: total_duplicates,
+        unsafe_deliveries: None,
+        recovery_ms: None,
+        notes: format!(
+            "duplicates per kill {per_kill:?} ({before_first_kill} before the first kill, while the \
+             workers balanced the leases); {} checkpoints moved backwards in {scans} lease-table scans; {} order violations",
+            backwards.len(),
+            order.len()
+        ),
+    };
+    figures.publish();
+    assert_eq!(lost, 0, "{figures:?}");
+    assert!(backwards.is_empty(), "checkpoints moved backwards: {backwards:?}");
+    assert!(order.is_empty(), "per-shard order: {:?}", &order[..order.len().min(5)]);
+    assert!(scans > 10, "the monitor ran ({scans} scans)");
+    figures
+}
+
+/// Crash cycles, small: 2 kills 8 s apart.
+#[test]
+fn crash_cycles_lose_nothing_and_never_move_a_checkpoint_back() {
+    let _serial = serial();
+    let kills = std::env::var("MULTILANGD_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    crash_cycles(kills, env_secs("MULTILANGD_FAULT_KILL_EVERY_SECS", 8));
+}
+
+/// Crash cycles, full size for scripts/reliability.sh: 6 kills 15 s apart.
+#[test]
+#[ignore = "full size; run by scripts/reliability.sh"]
+fn full_crash_cycles() {
+    let _serial = serial();
+    let kills = std::env::var("MULTILANGD_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    crash_cycles(kills, env_secs("MULTILANGD_FAULT_KILL_EVERY_SECS", 15));
 }

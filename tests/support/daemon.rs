@@ -338,6 +338,15 @@ impl Producer {
         Self { child }
     }
 
+    /// Stops the producer now (SIGKILL): its ledger holds what Kinesis acknowledged (an
+    /// unterminated last line is ignored by the ledger reader).
+    pub fn stop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
     /// Waits for the producer to finish all its records; panics if it fails or takes longer.
     pub fn finish(&mut self, within: Duration) {
         let deadline = Instant::now() + within;

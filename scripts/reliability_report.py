@@ -11,6 +11,7 @@ SCENARIOS = {
     "kinesis-500-dynamodb-slow": "Kinesis 5xx + slow DynamoDB",
     "throttling": "Throttling",
     "crash-cycles": "Crash cycles",
+    "child-faults": "Child faults (one shard each)",
 }
 
 

@@ -640,11 +640,28 @@ impl LeaseRenewer {
 }
 
 /// Ends the tenure of an entry already removed from the held set and releases its lease.
+///
+/// After a write of ours whose outcome is unknown (a renewal that timed out but was applied),
+/// the held counter may be one behind the table: if the table shows the lease still ours at
+/// exactly one increment more, the release is retried once with that counter.
 async fn release_entry(store: &dyn LeaseStore, entry: &Entry) -> Result<bool, LeaseError> {
     let _write = entry.write.lock().await;
-    let lease = entry.state().lease.clone();
+    let (mut lease, unconfirmed) = {
+        let state = entry.state();
+        (state.lease.clone(), state.unconfirmed_write)
+    };
     entry.lost.cancel();
-    match store.release_lease(&lease).await {
+    let mut result = store.release_lease(&lease).await;
+    if matches!(result, Ok(false)) && unconfirmed {
+        if let Ok(Some(current)) = store.get_lease(&lease.key).await {
+            if current.owner == lease.owner && Some(current.counter) == lease.counter.checked_add(1) {
+                debug!(lease = %lease.key, counter = current.counter, "an unconfirmed write of ours was applied; releasing at its counter");
+                lease.counter = current.counter;
+                result = store.release_lease(&lease).await;
+            }
+        }
+    }
+    match result {
         Ok(true) => {
             info!(lease = %lease.key, "released lease");
             Ok(true)
@@ -997,6 +1014,20 @@ mod tests {
         assert_eq!(store.lease("b").unwrap().owner.as_deref(), Some("thief"));
         let refused = renewer.checkpoint("a", held[0].concurrency_token, &seq(1, 0)).await;
         assert_eq!(refused, Err(CheckpointFailure::LeaseLost { key: "a".into() }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_after_an_unconfirmed_renewal_still_releases() {
+        let (store, renewer) = setup(&["a", "b"]);
+        acquire(&store, &renewer, "a").await;
+        acquire(&store, &renewer, "b").await;
+        store.fail_next(Op::RenewLease, Fault::AppliedButLost, 1);
+        let round = renewer.renew_all().await;
+        assert_eq!((round.renewed, round.failed), (1, 1));
+        assert_eq!(renewer.release_all().await, 2, "the applied-but-unconfirmed renewal is adopted");
+        for key in ["a", "b"] {
+            assert_eq!(store.lease(key).unwrap().owner, None, "{key} released");
+        }
     }
 
     #[tokio::test(start_paused = true)]

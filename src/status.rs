@@ -50,6 +50,10 @@ pub enum ShardPhase {
     Initializing,
     /// Reading records and delivering them.
     Processing,
+    /// Delivery paused: the lease was not renewed within `failoverTimeMillis` (the lease
+    /// table cannot be reached), so it may have expired elsewhere. The record processor
+    /// stays up; delivery resumes after the next successful renewal.
+    Paused,
     /// The consumer is stopping (shutdown requested, hand-off or lease lost).
     ShuttingDown,
     /// The consumer failed and is restarted from the last checkpoint at `retry_at`.
@@ -70,6 +74,7 @@ impl ShardPhase {
             Self::WaitingOnParents => "waiting-on-parents",
             Self::Initializing => "initializing",
             Self::Processing => "processing",
+            Self::Paused => "paused",
             Self::ShuttingDown => "shutting-down",
             Self::BackingOff { .. } => "backing-off",
             Self::Ended => "ended",

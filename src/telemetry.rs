@@ -201,8 +201,14 @@ pub enum Event<'a> {
         /// How.
         kind: TakeKind,
     },
-    /// A lease held by this worker was lost (taken by another worker, or not renewed in time).
+    /// A lease held by this worker was lost (another worker took it, or it was dropped).
     LeaseLost {
+        /// The shard id.
+        shard_id: &'a str,
+    },
+    /// A shard consumer paused delivery: its lease was not renewed within the failover time
+    /// and may have expired elsewhere (it resumes after a successful renewal).
+    DeliveryPaused {
         /// The shard id.
         shard_id: &'a str,
     },

@@ -114,6 +114,26 @@ fn validate_prints_no_secret() {
     assert_no_secret("validate", &text);
 }
 
+/// An assume-role external id is a shared secret too: `validate` says one is set, not which.
+#[test]
+fn validate_hides_the_assume_role_external_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let external_id = "ExternalIdSecret-4b1c9e7a";
+    let props = Props::local("secrets-app", "trips", "python3 app.py", "http://127.0.0.1:1", "http://127.0.0.1:1")
+        .set(
+            "AWSCredentialsProvider",
+            format!("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/kcl|kcl-session|externalId={external_id}"),
+        )
+        .write(&dir.path().join("app.properties"));
+    let output = multilangd(&["validate"], &props).output().unwrap();
+    let text = output_text(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("arn:aws:iam::123456789012:role/kcl"), "the role is described: {text}");
+    assert!(text.contains("external id set (hidden)"), "{text}");
+    assert!(text.contains("externalId=(hidden)"), "{text}");
+    assert!(!text.contains(external_id) && !text.contains("ExternalIdSecret"), "{text}");
+}
+
 #[test]
 fn a_broken_credentials_file_is_reported_without_its_contents() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +172,11 @@ fn daemon_at_debug_level_prints_no_secret_while_records_flow() {
     let ledger = dir.path().join("ledger.jsonl");
     let executable = Processor::PythonV3.executable_name(&ledger, None, &[]);
     let props = props(dir.path(), &kinesis.endpoint, &dynamo.endpoint, &executable);
+    // The operations endpoint as a bare port: it must listen on loopback only.
+    let http_port = emulators::free_port();
+    let mut text = std::fs::read_to_string(&props).unwrap();
+    text.push_str(&format!("multilangd.httpAddress = {http_port}\n"));
+    std::fs::write(&props, text).unwrap();
     let log = dir.path().join("daemon.log");
     let out = std::fs::File::create(&log).unwrap();
     let mut child = multilangd(&["--properties-file"], &props)
@@ -167,6 +192,7 @@ fn daemon_at_debug_level_prints_no_secret_while_records_flow() {
         assert!(child.try_wait().unwrap().is_none(), "daemon exited:\n{}", std::fs::read_to_string(&log).unwrap());
         std::thread::sleep(Duration::from_millis(200));
     }
+    let listening = listeners(http_port);
     let _ = kill(pid, Signal::SIGTERM);
     let status = child.wait().unwrap();
     let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
@@ -176,4 +202,28 @@ fn daemon_at_debug_level_prints_no_secret_while_records_flow() {
     // A debug log of a real run is long; it must still show none of the secrets.
     assert!(text.lines().count() > 50, "expected a debug log:\n{text}");
     assert_no_secret("the daemon log at RUST_LOG=debug", &text);
+    assert_eq!(listening, ["127.0.0.1"], "multilangd.httpAddress = PORT listens on loopback only");
+}
+
+/// The local addresses listening on TCP `port` (from /proc/net/tcp and tcp6), e.g.
+/// `["127.0.0.1"]`; an IPv6 or wildcard listener shows as its hex address.
+fn listeners(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else { continue };
+            let Some((addr, p)) = local.split_once(':') else { continue };
+            if *state != "0A" || u16::from_str_radix(p, 16).ok() != Some(port) {
+                continue;
+            }
+            found.push(match u32::from_str_radix(addr, 16) {
+                Ok(v) if addr.len() == 8 => std::net::Ipv4Addr::from(v.swap_bytes()).to_string(),
+                _ => addr.to_owned(),
+            });
+        }
+    }
+    found
 }

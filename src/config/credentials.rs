@@ -272,6 +272,7 @@ fn assume_role(name: &str, args: &[&str], warnings: &mut Vec<String>) -> Result<
     for token in &args[2..] {
         let mut kv = token.splitn(3, '=');
         let (Some(key), Some(value), None) = (kv.next(), kv.next(), kv.next()) else {
+            let token = hide_external_ids(token);
             warnings.push(format!("`{name}`: malformed nested property `{token}` ignored (expected exactly one `=`)"));
             continue;
         };
@@ -309,6 +310,19 @@ fn assume_role(name: &str, args: &[&str], warnings: &mut Vec<String>) -> Result<
     Ok(spec)
 }
 
+/// `text` (a credentials provider value) with every assume-role `externalId=…` argument
+/// replaced by `externalId=(hidden)`: the external id is a shared secret and is never shown.
+#[must_use]
+pub fn hide_external_ids(text: &str) -> String {
+    text.split('|')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.trim().eq_ignore_ascii_case("externalid") => format!("{key}=(hidden)"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 fn is_role_arn(s: &str) -> bool {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     matches!(
@@ -344,8 +358,10 @@ impl fmt::Display for ProviderSpec {
             Self::Anonymous => f.write_str("anonymous (unsigned)"),
             Self::AssumeRole(r) => {
                 write!(f, "assume role `{}` as `{}`", r.role_arn, r.session_name)?;
-                if let Some(id) = &r.external_id {
-                    write!(f, ", external id `{id}`")?;
+                // The external id works like a shared secret between the role's owner and
+                // its user (the confused-deputy guard): shown as set, never in clear.
+                if r.external_id.is_some() {
+                    f.write_str(", external id set (hidden)")?;
                 }
                 if let Some(ep) = &r.endpoint {
                     write!(f, ", STS endpoint {} (signing region {})", ep.url, ep.signing_region)?;
@@ -513,13 +529,23 @@ mod tests {
     }
 
     #[test]
+    fn external_ids_are_hidden_in_reported_values() {
+        assert_eq!(
+            hide_external_ids("StsAssumeRoleCredentialsProvider|arn:aws:iam::1:role/r|s|externalId=top-secret|endpointRegion=eu-west-1"),
+            "StsAssumeRoleCredentialsProvider|arn:aws:iam::1:role/r|s|externalId=(hidden)|endpointRegion=eu-west-1"
+        );
+        assert_eq!(hide_external_ids("a|EXTERNALID=x=y"), "a|EXTERNALID=(hidden)");
+        assert_eq!(hide_external_ids("DefaultCredentialsProvider"), "DefaultCredentialsProvider");
+    }
+
+    #[test]
     fn display_is_readable() {
         let (spec, _) =
             CredentialsSpec::parse("StsAssumeRoleCredentialsProvider|arn:aws:iam::123456789012:role/r|s1|externalId=x")
                 .unwrap();
         assert_eq!(
             spec.providers[0].to_string(),
-            "assume role `arn:aws:iam::123456789012:role/r` as `s1`, external id `x`"
+            "assume role `arn:aws:iam::123456789012:role/r` as `s1`, external id set (hidden)"
         );
     }
 }

@@ -250,7 +250,9 @@ impl Reader {
     // ---- Reporting a resolved value
 
     pub(super) fn record(&mut self, key: &'static str, value: impl fmt::Display, origin: Origin) {
-        self.resolved.push(Resolved { key, value: value.to_string(), origin });
+        // A credentials provider value may carry an assume-role external id (a secret).
+        let value = super::credentials::hide_external_ids(&value.to_string());
+        self.resolved.push(Resolved { key, value, origin });
     }
 
     /// Reports a key that is not set: its table default.

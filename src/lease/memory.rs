@@ -2,7 +2,7 @@
 //! renewer, shard consumer and scheduler.
 //!
 //! Beyond the [`LeaseStore`] trait it offers fault injection ([`InMemoryLeaseStore::fail_next`],
-//! [`InMemoryLeaseStore::set_latency`]) and a way to act as "another worker"
+//! [`InMemoryLeaseStore::set_unreachable`], [`InMemoryLeaseStore::set_latency`]) and a way to act as "another worker"
 //! ([`InMemoryLeaseStore::steal`], [`InMemoryLeaseStore::modify`]). Clones share one table,
 //! so two clones behave like two workers' clients of the same DynamoDB table.
 //!
@@ -98,6 +98,7 @@ struct State {
     latency: HashMap<Op, Duration>,
     response_latency: HashMap<Op, Duration>,
     calls: HashMap<Op, usize>,
+    unreachable: bool,
 }
 
 /// The in-memory lease table. Cheap to clone; clones share the table.
@@ -130,6 +131,13 @@ impl InMemoryLeaseStore {
     /// The next `count` calls of `op` fail with `fault` (queued after earlier injections).
     pub fn fail_next(&self, op: Op, fault: Fault, count: usize) {
         self.lock().faults.entry(op).or_default().extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// While `unreachable`, every call (counted) fails with [`LeaseError::Dependency`] without
+    /// applying anything, like a DynamoDB endpoint that cannot be reached; queued faults
+    /// are kept for later.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.lock().unreachable = unreachable;
     }
 
     /// Every later call of `op` first sleeps `latency` (tokio time; `Duration::ZERO` clears).
@@ -215,13 +223,16 @@ impl InMemoryLeaseStore {
         }
         let (result, response_latency) = {
             let mut state = self.lock();
-            let fault = state.faults.get_mut(&op).and_then(VecDeque::pop_front);
             let table = self.table.to_string();
             let injected = |message: &str| LeaseError::Dependency {
                 table: table.clone(),
                 operation: op.name(),
                 message: format!("injected fault: {message}"),
             };
+            if state.unreachable {
+                return Err(injected("unreachable"));
+            }
+            let fault = state.faults.get_mut(&op).and_then(VecDeque::pop_front);
             match fault {
                 Some(Fault::Throttled) => return Err(LeaseError::Throttled { table, operation: op.name() }),
                 Some(Fault::Dependency) => return Err(injected("dependency failure")),

@@ -3,11 +3,17 @@
 //! Mirrors the Java KCL's `DynamoDBLeaseRenewer`: every `failover/3 − 25 ms` (3 308 ms for
 //! the default 10 s) all held leases are renewed concurrently (at most
 //! `maxLeaseRenewalThreads` at a time). A lease is dropped, and its [`HeldLease::lost`]
-//! token cancelled so that its shard consumer learns at once, when
-//! - a renew or checkpoint finds the counter changed (another worker took it), or
-//! - it has gone without a successful write for longer than the failover time (locally
-//!   expired, e.g. DynamoDB unreachable). [`LeaseRenewer::held`] hides such leases
-//!   immediately; the next renewal round drops them.
+//! token cancelled so that its shard consumer learns at once, only when a renew or
+//! checkpoint finds the counter changed (another worker took it).
+//!
+//! A lease that has gone without a successful write for longer than the failover time
+//! (e.g. DynamoDB unreachable) is *unsafe*: another worker may have taken it, so no record
+//! may be delivered under it ([`LeaseRenewer::is_safe`]; the shard consumer pauses), but it
+//! stays held and renewals go on. A renewal that later succeeds on the unchanged counter
+//! proves nobody took it meanwhile: the lease is safe again and the same record processor
+//! resumes with no replay. If another worker did take it, the renewal's condition fails
+//! and the lease is lost as above. (Java drops a locally expired lease, and its record
+//! processor starts again from the checkpoint, re-delivering what came after it.)
 //!
 //! Writes to one lease are serialized (renew vs. checkpoint), as Java does by
 //! synchronizing on the lease, so a renewal never makes a concurrent checkpoint fail its
@@ -110,7 +116,7 @@ pub struct HeldLease {
     pub lease: Lease,
     /// This tenure's token; pass it to [`LeaseRenewer::checkpoint`].
     pub concurrency_token: ConcurrencyToken,
-    /// Cancelled when this tenure ends (lease lost, locally expired, dropped or released).
+    /// Cancelled when this tenure ends (lease lost, dropped or released).
     pub lost: CancellationToken,
     /// When the last successful write of this lease was sent.
     pub last_renewed: Instant,
@@ -121,7 +127,7 @@ pub struct HeldLease {
 pub struct RenewRound {
     /// Leases renewed.
     pub renewed: usize,
-    /// Leases dropped this round (taken by another worker or locally expired).
+    /// Leases dropped this round (taken by another worker).
     pub lost: Vec<String>,
     /// Leases whose renewal failed (error, throttling, timeout) but that are still held.
     pub failed: usize,
@@ -224,6 +230,17 @@ impl LeaseRenewer {
         now.saturating_duration_since(last_renewed) > self.inner.config.failover_time
     }
 
+    /// Whether records may be delivered under tenure `token` of lease `key` now: the tenure
+    /// is current and its last successful write was sent at most the failover time ago (so
+    /// no other worker can have taken the lease yet). False while DynamoDB cannot be
+    /// reached for longer than that; true again after the next successful renewal.
+    #[must_use]
+    pub fn is_safe(&self, key: &str, token: ConcurrencyToken) -> bool {
+        self.entry(key)
+            .filter(|entry| entry.token == token)
+            .is_some_and(|entry| !self.is_expired(entry.state().last_renewed, Instant::now()))
+    }
+
     /// Starts a new tenure for `lease`, which this worker has just written successfully
     /// (take or renew): `lease` must be the item as it now is in the table (owner = this
     /// worker, counter = the value written), `written_at` when that write was sent.
@@ -305,25 +322,20 @@ impl LeaseRenewer {
         Ok(Some(self.add(renewed, started)))
     }
 
-    /// The held leases that are not locally expired.
+    /// The held leases, sorted by key, including unsafe ones (not renewed within the
+    /// failover time, see [`LeaseRenewer::is_safe`]): this worker must neither take them
+    /// again nor count them as free while it still renews them.
     #[must_use]
     pub fn held(&self) -> Vec<HeldLease> {
-        let now = Instant::now();
-        let mut held: Vec<HeldLease> = self
-            .leases()
-            .values()
-            .map(|entry| entry.snapshot())
-            .filter(|held| !self.is_expired(held.last_renewed, now))
-            .collect();
+        let mut held: Vec<HeldLease> = self.leases().values().map(|entry| entry.snapshot()).collect();
         held.sort_by(|a, b| a.lease.key.cmp(&b.lease.key));
         held
     }
 
-    /// One held lease, if held and not locally expired.
+    /// One held lease (safe or not).
     #[must_use]
     pub fn get(&self, key: &str) -> Option<HeldLease> {
-        let held = self.leases().get(key)?.snapshot();
-        (!self.is_expired(held.last_renewed, Instant::now())).then_some(held)
+        Some(self.leases().get(key)?.snapshot())
     }
 
     /// Stops holding `key` without writing anything (its `lost` token is cancelled).
@@ -361,8 +373,9 @@ impl LeaseRenewer {
     }
 
     /// Writes `checkpoint` for the held lease `key`, conditioned on the counter this worker
-    /// holds; counts as a renewal. A token from an earlier tenure, or a locally expired
-    /// lease, is refused without a write.
+    /// holds; counts as a renewal. A token from an earlier tenure is refused without a
+    /// write. An unsafe lease is written too: the counter condition fails if another worker
+    /// took it meanwhile.
     ///
     /// # Errors
     /// [`CheckpointFailure::LeaseLost`] (the lease is dropped), `Throttled` or `Dependency`
@@ -396,14 +409,10 @@ impl LeaseRenewer {
         if !self.is_current(&entry) {
             return Err(lost());
         }
-        let (mut lease, last_renewed, mut unconfirmed) = {
+        let (mut lease, mut unconfirmed) = {
             let state = entry.state();
-            (state.lease.clone(), state.last_renewed, state.unconfirmed_write)
+            (state.lease.clone(), state.unconfirmed_write)
         };
-        if self.is_expired(last_renewed, Instant::now()) {
-            self.lose(&entry, "not renewed within the failover time (checkpoint refused)");
-            return Err(lost());
-        }
         let started = Instant::now();
         loop {
             match self.inner.store.update_checkpoint(&lease, checkpoint).await {
@@ -472,11 +481,8 @@ impl LeaseRenewer {
             let state = entry.state();
             (state.lease.clone(), state.last_renewed)
         };
-        if self.is_expired(last_renewed, Instant::now()) {
-            self.lose(entry, "not renewed within the failover time");
-            return RenewOutcome::Lost(lease.key);
-        }
         let started = Instant::now();
+        let was_unsafe = self.is_expired(last_renewed, started);
         let mut attempt = 1;
         loop {
             let call = Instant::now();
@@ -493,6 +499,13 @@ impl LeaseRenewer {
                     state.lease.counter = lease.counter + 1;
                     state.last_renewed = started;
                     state.unconfirmed_write = false;
+                    drop(state);
+                    if was_unsafe {
+                        info!(
+                            lease = %lease.key, unrenewed_for = ?started.saturating_duration_since(last_renewed),
+                            "renewed a lease that had gone unrenewed past failoverTimeMillis; nobody took it, delivery resumes"
+                        );
+                    }
                     return RenewOutcome::Renewed;
                 }
                 Ok(false) => {
@@ -627,11 +640,28 @@ impl LeaseRenewer {
 }
 
 /// Ends the tenure of an entry already removed from the held set and releases its lease.
+///
+/// After a write of ours whose outcome is unknown (a renewal that timed out but was applied),
+/// the held counter may be one behind the table: if the table shows the lease still ours at
+/// exactly one increment more, the release is retried once with that counter.
 async fn release_entry(store: &dyn LeaseStore, entry: &Entry) -> Result<bool, LeaseError> {
     let _write = entry.write.lock().await;
-    let lease = entry.state().lease.clone();
+    let (mut lease, unconfirmed) = {
+        let state = entry.state();
+        (state.lease.clone(), state.unconfirmed_write)
+    };
     entry.lost.cancel();
-    match store.release_lease(&lease).await {
+    let mut result = store.release_lease(&lease).await;
+    if matches!(result, Ok(false)) && unconfirmed {
+        if let Ok(Some(current)) = store.get_lease(&lease.key).await {
+            if current.owner == lease.owner && Some(current.counter) == lease.counter.checked_add(1) {
+                debug!(lease = %lease.key, counter = current.counter, "an unconfirmed write of ours was applied; releasing at its counter");
+                lease.counter = current.counter;
+                result = store.release_lease(&lease).await;
+            }
+        }
+    }
+    match result {
         Ok(true) => {
             info!(lease = %lease.key, "released lease");
             Ok(true)
@@ -772,7 +802,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn leases_expire_locally_when_the_table_is_unreachable() {
+    async fn a_lease_unrenewed_past_the_failover_time_is_unsafe_but_kept() {
         let (store, renewer) = setup(&["a"]);
         let a = acquire(&store, &renewer, "a").await;
         store.fail_next(Op::RenewLease, Fault::Dependency, 100);
@@ -780,31 +810,72 @@ mod tests {
         let run = renewer.run(cancel.clone());
         let probe = async {
             tokio::time::sleep(Duration::from_millis(9_999)).await;
-            assert_eq!(renewer.held().len(), 1, "still held just before the failover time");
-            assert!(!a.lost.is_cancelled());
+            assert!(renewer.is_safe("a", a.concurrency_token), "safe just before the failover time");
             tokio::time::sleep(Duration::from_millis(2)).await;
-            assert!(renewer.held().is_empty(), "hidden as soon as it is locally expired");
-            assert!(renewer.get("a").is_none());
-            let refused = renewer.checkpoint("a", a.concurrency_token, &seq(1, 0)).await;
-            assert_eq!(refused, Err(CheckpointFailure::LeaseLost { key: "a".into() }));
-            assert!(a.lost.is_cancelled(), "a refused checkpoint drops the expired lease");
+            assert!(!renewer.is_safe("a", a.concurrency_token), "unsafe as soon as it may have expired elsewhere");
+            assert_eq!(renewer.held().len(), 1, "still held: this worker must not take it again");
+            assert!(renewer.get("a").is_some());
+            assert!(!a.lost.is_cancelled(), "not lost: nobody is known to have taken it");
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(!a.lost.is_cancelled() && !renewer.is_safe("a", a.concurrency_token));
             cancel.cancel();
         };
         tokio::join!(run, probe);
-        assert_eq!(store.calls(Op::RenewLease), 4, "renew attempts at 0, 3.3, 6.6 and 9.9 s");
-        assert_eq!(store.calls(Op::UpdateCheckpoint), 0, "no write for an expired lease");
+        assert_eq!(store.calls(Op::RenewLease), 10, "renewals go on every 3.3 s during the outage");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_renewal_round_drops_expired_leases() {
+    async fn a_renewal_on_the_unchanged_counter_makes_an_unsafe_lease_safe_again() {
         let (store, renewer) = setup(&["a"]);
         let a = acquire(&store, &renewer, "a").await;
-        store.fail_next(Op::RenewLease, Fault::Dependency, 100);
-        tokio::time::sleep(Duration::from_millis(10_001)).await;
+        store.set_unreachable(true);
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(3308)).await;
+            assert_eq!(renewer.renew_all().await.failed, 1);
+        }
+        assert!(!renewer.is_safe("a", a.concurrency_token));
+        store.set_unreachable(false);
         let round = renewer.renew_all().await;
-        assert_eq!(round.lost, ["a"]);
+        assert_eq!(round, RenewRound { renewed: 1, lost: vec![], failed: 0 });
+        assert!(renewer.is_safe("a", a.concurrency_token), "the same tenure resumes");
+        assert!(!a.lost.is_cancelled());
+        assert_eq!(renewer.get("a").unwrap().concurrency_token, a.concurrency_token);
+        renewer.checkpoint("a", a.concurrency_token, &seq(3, 0)).await.unwrap();
+        assert_eq!(store.lease("a").unwrap().checkpoint, seq(3, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unsafe_lease_taken_elsewhere_is_lost_at_the_first_answer() {
+        let (store, renewer) = setup(&["a", "b"]);
+        let a = acquire(&store, &renewer, "a").await;
+        let b = acquire(&store, &renewer, "b").await;
+        store.set_unreachable(true);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        renewer.renew_all().await;
+        assert!(!renewer.is_safe("a", a.concurrency_token) && !renewer.is_safe("b", b.concurrency_token));
+        store.steal("a", "thief");
+        store.set_unreachable(false);
+        let round = renewer.renew_all().await;
+        assert_eq!(round, RenewRound { renewed: 1, lost: vec!["a".into()], failed: 0 });
+        assert!(a.lost.is_cancelled() && !renewer.is_safe("a", a.concurrency_token));
+        assert!(!b.lost.is_cancelled() && renewer.is_safe("b", b.concurrency_token));
+        assert_eq!(store.lease("a").unwrap().owner.as_deref(), Some("thief"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_under_an_unsafe_lease_is_conditional_not_refused() {
+        let (store, renewer) = setup(&["a"]);
+        let a = acquire(&store, &renewer, "a").await;
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(!renewer.is_safe("a", a.concurrency_token));
+        renewer.checkpoint("a", a.concurrency_token, &seq(1, 0)).await.unwrap();
+        assert!(renewer.is_safe("a", a.concurrency_token), "the checkpoint write renewed it");
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        store.steal("a", "thief");
+        let lost = renewer.checkpoint("a", a.concurrency_token, &seq(2, 0)).await;
+        assert_eq!(lost, Err(CheckpointFailure::LeaseLost { key: "a".into() }));
         assert!(a.lost.is_cancelled());
-        assert_eq!(store.calls(Op::RenewLease), 0, "an expired lease is not renewed");
+        assert_eq!(store.lease("a").unwrap().checkpoint, seq(1, 0));
     }
 
     #[tokio::test(start_paused = true)]
@@ -943,6 +1014,20 @@ mod tests {
         assert_eq!(store.lease("b").unwrap().owner.as_deref(), Some("thief"));
         let refused = renewer.checkpoint("a", held[0].concurrency_token, &seq(1, 0)).await;
         assert_eq!(refused, Err(CheckpointFailure::LeaseLost { key: "a".into() }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_after_an_unconfirmed_renewal_still_releases() {
+        let (store, renewer) = setup(&["a", "b"]);
+        acquire(&store, &renewer, "a").await;
+        acquire(&store, &renewer, "b").await;
+        store.fail_next(Op::RenewLease, Fault::AppliedButLost, 1);
+        let round = renewer.renew_all().await;
+        assert_eq!((round.renewed, round.failed), (1, 1));
+        assert_eq!(renewer.release_all().await, 2, "the applied-but-unconfirmed renewal is adopted");
+        for key in ["a", "b"] {
+            assert_eq!(store.lease(key).unwrap().owner, None, "{key} released");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -219,6 +219,7 @@ pub fn kcl_datums(event: &Event<'_>) -> Vec<KclDatum> {
         }
         Event::LeaseTaken { .. }
         | Event::LeaseLost { .. }
+        | Event::DeliveryPaused { .. }
         | Event::WorkerInitialized { .. }
         | Event::LeaderChecked { .. }
         | Event::ChildStarted { .. }

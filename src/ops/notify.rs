@@ -113,7 +113,12 @@ pub fn status_line(status: &WorkerStatus) -> String {
     let children = status
         .shards
         .iter()
-        .filter(|s| matches!(s.phase, ShardPhase::Initializing | ShardPhase::Processing | ShardPhase::ShuttingDown))
+        .filter(|s| {
+            matches!(
+                s.phase,
+                ShardPhase::Initializing | ShardPhase::Processing | ShardPhase::Paused | ShardPhase::ShuttingDown
+            )
+        })
         .count();
     let behind = status.shards.iter().filter_map(|s| s.millis_behind_latest).max();
     let mut line = format!("{}: {} leases, {} processors", status.phase.as_str(), status.shards.len(), children);

@@ -76,6 +76,7 @@ fn latency_histogram() -> Histogram {
 pub struct PromSink {
     lease_takes: Family<KindLabel, Counter>,
     lease_losses: Counter,
+    delivery_pauses: Counter,
     renewal_failures: Counter,
     taker_rounds: Family<OutcomeLabel, Counter>,
     shard_syncs: Family<OutcomeLabel, Counter>,
@@ -99,6 +100,7 @@ impl PromSink {
         Self {
             lease_takes: Family::default(),
             lease_losses: Counter::default(),
+            delivery_pauses: Counter::default(),
             renewal_failures: Counter::default(),
             taker_rounds: Family::default(),
             shard_syncs: Family::default(),
@@ -126,8 +128,13 @@ impl PromSink {
         );
         r.register(
             "multilangd_lease_losses",
-            "Leases this worker lost (taken by another worker or not renewed in time)",
+            "Leases this worker lost (taken by another worker)",
             self.lease_losses.clone(),
+        );
+        r.register(
+            "multilangd_delivery_pauses",
+            "Times a shard paused delivery because its lease was not renewed within failoverTimeMillis",
+            self.delivery_pauses.clone(),
         );
         r.register(
             "multilangd_lease_renewal_failures",
@@ -224,6 +231,9 @@ impl Sink for PromSink {
             }
             Event::LeaseLost { .. } => {
                 self.lease_losses.inc();
+            }
+            Event::DeliveryPaused { .. } => {
+                self.delivery_pauses.inc();
             }
             Event::RenewalRound { failed, .. } => {
                 self.renewal_failures.inc_by(failed as u64);

@@ -543,7 +543,9 @@ impl Scheduler {
         let held = renewer.held();
         for held in &held {
             let key = &held.lease.key;
-            if !consumers.may_start(key, now) {
+            // An unsafe lease (not renewed within the failover time) gets no new consumer
+            // until a renewal succeeds; a running one pauses by itself.
+            if !consumers.may_start(key, now) || !renewer.is_safe(key, held.concurrency_token) {
                 continue;
             }
             let ctx = ConsumerContext {
@@ -655,6 +657,10 @@ impl CheckpointStore for TenureCheckpoints {
         checkpoint: &crate::sequence::ExtendedSequenceNumber,
     ) -> Result<(), CheckpointFailure> {
         self.renewer.checkpoint(shard_id, self.token, checkpoint).await
+    }
+
+    fn delivery_allowed(&self, shard_id: &str) -> bool {
+        self.renewer.is_safe(shard_id, self.token)
     }
 }
 

@@ -694,3 +694,46 @@ async fn children_are_taken_as_soon_as_their_parents_end() {
     }
     assert!(launcher.events(&parent).contains(&FakeEvent::ShardEnded));
 }
+
+/// A lease-table outage longer than failoverTimeMillis pauses delivery (no record under a
+/// lease that may have expired elsewhere) and resumes the same processors without replay;
+/// a lease another worker took meanwhile is lost at the first answer.
+#[tokio::test]
+async fn a_lease_table_outage_pauses_delivery_and_resumes_without_replay() {
+    let (stream, shards) = seeded_stream(2, 20);
+    let h = start_with(
+        config(""),
+        stream.clone(),
+        FakeLauncher::new(FakeBehaviour::default()),
+        InMemoryLeaseStore::new("app"),
+        |s| s.with_audit_settings(no_audit()),
+    );
+    h.wait_until("first records", |h| shards.iter().all(|s| h.records_seen(s).len() == 20)).await;
+    h.store.set_unreachable(true);
+    // failoverTimeMillis is 1000: after 1.5 s every lease may have expired elsewhere.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for shard in &shards {
+        put(&stream, shard, 10);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for shard in &shards {
+        assert_eq!(h.records_seen(shard).len(), 20, "{shard}: no delivery under an unsafe lease");
+        assert_eq!(h.launcher.launches(shard), 1, "{shard}: the processor stays up");
+        assert!(!h.launcher.events(shard).contains(&FakeEvent::LeaseLost), "{shard}");
+    }
+    // Meanwhile another worker took the second lease.
+    h.store.steal(&shards[1], "worker-2");
+    h.store.set_unreachable(false);
+    h.wait_until("delivery resumed", |h| h.records_seen(&shards[0]).len() == 30).await;
+    h.wait_until("the stolen lease lost", |h| h.launcher.events(&shards[1]).contains(&FakeEvent::LeaseLost)).await;
+    let last = stream.records(&shards[0])[29].sequence_number.to_string();
+    h.wait_until("the last checkpoint", |h| h.store.lease(&shards[0]).unwrap().checkpoint.position.as_str() == last)
+        .await;
+    assert_eq!(h.launcher.launches(&shards[0]), 1, "resumed with the same processor");
+    assert_eq!(h.records_seen(&shards[0]).len(), 30, "no replay");
+    let first_tenure = h.launcher.events(&shards[1]);
+    let first_tenure = first_tenure.split(|e| *e == FakeEvent::LeaseLost).next().unwrap_or_default();
+    let delivered = first_tenure.iter().filter(|e| matches!(e, FakeEvent::Record(..))).count();
+    assert_eq!(delivered, 20, "nothing delivered under the stolen lease");
+    h.stop().await;
+}

@@ -27,6 +27,14 @@ pub trait CheckpointStore: Send + Sync + 'static {
         shard_id: &str,
         checkpoint: &ExtendedSequenceNumber,
     ) -> Result<(), CheckpointFailure>;
+
+    /// Whether records may be delivered under this tenure now. False while the lease may
+    /// have expired elsewhere (not renewed within the failover time): the shard consumer
+    /// then pauses delivery, keeping its record processor, until this is true again or the
+    /// tenure ends. Always true unless a store knows better.
+    fn delivery_allowed(&self, _shard_id: &str) -> bool {
+        true
+    }
 }
 
 /// The checkpoint window of one shard consumer, shared by every action of its child.

@@ -55,6 +55,8 @@ pub struct ShardProgress {
     pub millis_behind_latest: AtomicI64,
     /// The last stored checkpoint, as text.
     pub checkpoint: Mutex<String>,
+    /// Times delivery was paused because the lease was unsafe (all tenures).
+    pub pauses: AtomicU64,
 }
 
 impl Default for ShardProgress {
@@ -70,6 +72,7 @@ impl Default for ShardProgress {
             bytes: AtomicU64::default(),
             millis_behind_latest: AtomicI64::new(-1),
             checkpoint: Mutex::default(),
+            pauses: AtomicU64::default(),
         }
     }
 }
@@ -119,6 +122,9 @@ impl ShardProgress {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// How often a paused consumer checks whether its lease is safe again.
+const PAUSE_POLL: Duration = Duration::from_millis(100);
 
 /// Settings a consumer needs from the configuration.
 #[derive(Debug, Clone)]
@@ -361,11 +367,44 @@ impl Consumer {
                 Ok(batch) => batch,
                 Err(e) => return Next::Stop(ConsumerOutcome::Failed(e.into())),
             };
+            if let Some(outcome) = self.pause_while_unsafe(processor).await {
+                return Next::Stop(outcome);
+            }
             if let Err(e) = self.deliver(processor, &batch).await {
                 return Next::Stop(ConsumerOutcome::Failed(e.into()));
             }
             if let Some(children) = batch.shard_end {
                 return Next::ShardEnd(children);
+            }
+        }
+    }
+
+    /// Holds the next delivery while the lease may have expired elsewhere (not renewed
+    /// within the failover time, e.g. DynamoDB unreachable). The record processor stays up
+    /// and nothing is replayed: delivery resumes with this batch once a renewal succeeds on
+    /// the unchanged counter. `Some` when the tenure ends meanwhile.
+    async fn pause_while_unsafe(&mut self, processor: &mut dyn ProcessorConnection) -> Option<ConsumerOutcome> {
+        if self.ctx.checkpoints.delivery_allowed(self.shard_id()) {
+            return None;
+        }
+        let paused = Instant::now();
+        warn!("lease not renewed within failoverTimeMillis (lease table unreachable?): pausing delivery until a renewal succeeds");
+        self.ctx.progress.set_phase(ShardPhase::Paused);
+        self.ctx.progress.pauses.fetch_add(1, Ordering::Relaxed);
+        telemetry::record(Event::DeliveryPaused { shard_id: self.shard_id() });
+        loop {
+            tokio::select! {
+                biased;
+                () = self.ctx.lease_lost.cancelled() => return Some(ConsumerOutcome::LeaseLost),
+                () = self.ctx.shutdown.cancelled() => return Some(ConsumerOutcome::ShutdownComplete),
+                failure = processor.exited() => return Some(ConsumerOutcome::Failed(failure.into())),
+                () = tokio::time::sleep(PAUSE_POLL) => {}
+            }
+            if self.ctx.checkpoints.delivery_allowed(self.shard_id()) {
+                let paused_for = paused.elapsed();
+                info!(paused_for = ?paused_for, "lease renewed: resuming delivery with the same record processor");
+                self.ctx.progress.set_phase(ShardPhase::Processing);
+                return None;
             }
         }
     }
@@ -519,8 +558,13 @@ mod tests {
     use crate::shard::fake::{FakeBehaviour, FakeEvent, FakeLauncher};
     use crate::stream::memory::InMemoryStream;
 
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
+    struct Recorder(Mutex<Vec<String>>, std::sync::atomic::AtomicBool);
+
+    impl Default for Recorder {
+        fn default() -> Self {
+            Self(Mutex::default(), std::sync::atomic::AtomicBool::new(true))
+        }
+    }
 
     /// The child outcome for telemetry is read from the failure's type, not its message.
     #[test]
@@ -553,6 +597,10 @@ mod tests {
         ) -> Result<(), CheckpointFailure> {
             self.0.lock().unwrap().push(checkpoint.to_string());
             Ok(())
+        }
+
+        fn delivery_allowed(&self, _: &str) -> bool {
+            self.1.load(Ordering::SeqCst)
         }
     }
 
@@ -654,6 +702,37 @@ mod tests {
         let events = s.launcher.events(&shard);
         assert_eq!(events.last(), Some(&FakeEvent::LeaseLost));
         assert!(!events.contains(&FakeEvent::ShutdownRequested));
+    }
+
+    #[tokio::test]
+    async fn an_unsafe_lease_pauses_delivery_and_resumes_the_same_processor() {
+        let s = Setup::new(1);
+        let shard = s.shard(0);
+        s.stream.put(&shard, "pk", "r0");
+        let task = s.spawn(lease(&shard));
+        s.wait("the first record", |s| s.launcher.records_seen_ordered(&shard).len() == 1).await;
+        s.checkpoints.1.store(false, Ordering::SeqCst);
+        for i in 1..=5 {
+            s.stream.put(&shard, "pk", format!("r{i}"));
+        }
+        s.wait("paused", |s| *s.progress.phase.lock().unwrap() == Some(ShardPhase::Paused)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(s.launcher.records_seen_ordered(&shard).len(), 1, "nothing delivered under an unsafe lease");
+        assert_eq!(s.progress.pauses.load(Ordering::Relaxed), 1);
+        s.checkpoints.1.store(true, Ordering::SeqCst);
+        s.wait("the rest", |s| s.launcher.records_seen_ordered(&shard).len() == 6).await;
+        assert_eq!(*s.progress.phase.lock().unwrap(), Some(ShardPhase::Processing));
+        let records = s.launcher.events(&shard).iter().filter(|e| matches!(e, FakeEvent::Record(..))).count();
+        assert_eq!(records, 6, "no replay");
+        assert_eq!(s.launcher.launches(&shard), 1, "the same processor");
+        // Paused again, then the lease is lost: leaseLost, nothing more delivered.
+        s.checkpoints.1.store(false, Ordering::SeqCst);
+        s.stream.put(&shard, "pk", "r6");
+        s.wait("paused again", |s| *s.progress.phase.lock().unwrap() == Some(ShardPhase::Paused)).await;
+        s.lost.cancel();
+        assert!(matches!(task.await.unwrap(), ConsumerOutcome::LeaseLost));
+        assert_eq!(s.launcher.records_seen_ordered(&shard).len(), 6);
+        assert_eq!(s.launcher.events(&shard).last(), Some(&FakeEvent::LeaseLost));
     }
 
     #[tokio::test]

@@ -322,3 +322,62 @@ pub fn produce_seeded(kinesis: &str, stream: &str, shards: u32, count: usize, se
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The producer running in the background (records keep flowing during a fault); killed
+/// (process group) on drop.
+pub struct Producer {
+    child: Child,
+}
+
+impl Producer {
+    /// Starts the producer: `count` records at `rate` per second into `stream` (created
+    /// with `shards` shards if missing), appending its ledger to `ledger`.
+    pub fn start(kinesis: &str, stream: &str, shards: u32, count: usize, rate: f64, ledger: &Path) -> Self {
+        let child = Command::new(super::python())
+            .arg(repo_dir().join("sample-apps/producer/taxi_producer.py"))
+            .args(["--endpoint", kinesis, "--stream", stream, "--create-stream", &shards.to_string()])
+            .args(["--count", &count.to_string(), "--rate", &rate.to_string(), "--progress-interval", "30"])
+            .args(["--batch-size", "10", "--ledger"])
+            .arg(ledger)
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start the producer");
+        Self { child }
+    }
+
+    /// Stops the producer now (SIGKILL): its ledger holds what Kinesis acknowledged (an
+    /// unterminated last line is ignored by the ledger reader).
+    pub fn stop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the producer to finish all its records; panics if it fails or takes longer.
+    pub fn finish(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(status.success(), "producer failed: {status:?}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the producer did not finish within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -67,3 +67,68 @@ pub fn assert_in_order_per_process(seen: &[LedgerEntry]) {
 pub fn shard_ids(entries: &[LedgerEntry]) -> Vec<String> {
     entries.iter().map(|e| e.shard_id.clone()).collect::<BTreeSet<_>>().into_iter().collect()
 }
+
+/// Deliveries beyond the first of each (shard, sequence, sub-sequence) number.
+pub fn duplicates(seen: &[LedgerEntry]) -> usize {
+    let distinct: BTreeSet<(&str, &str, Option<i64>)> =
+        seen.iter().map(|e| (e.shard_id.as_str(), e.sequence_number.as_str(), e.sub_sequence_number)).collect();
+    seen.len() - distinct.len()
+}
+
+/// The distinct record-processor pids per shard (a restarted processor has a new pid).
+pub fn pids_per_shard(seen: &[LedgerEntry]) -> BTreeMap<String, BTreeSet<u32>> {
+    let mut pids: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    for e in seen {
+        pids.entry(e.shard_id.clone()).or_default().extend(e.pid);
+    }
+    pids
+}
+
+/// One scenario's figures, appended as a JSON line to `$MULTILANGD_RELIABILITY_OUT` when set
+/// (scripts/reliability.sh turns them into RELIABILITY.md).
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Scenario name.
+    pub scenario: String,
+    /// `multilangd` or `java-2.5.8`.
+    pub daemon: String,
+    /// What was injected.
+    pub fault: String,
+    /// Records produced.
+    pub records: usize,
+    /// Records never delivered.
+    pub lost: usize,
+    /// Extra deliveries.
+    pub duplicates: usize,
+    /// Records delivered while the fault made delivery unsafe (the scenario defines it).
+    pub unsafe_deliveries: Option<usize>,
+    /// From the end of the fault to the first new delivery, in ms.
+    pub recovery_ms: Option<u128>,
+    /// Free-form extra figures.
+    pub notes: String,
+}
+
+impl Figures {
+    /// Appends the figures to `$MULTILANGD_RELIABILITY_OUT` (if set) and prints them.
+    pub fn publish(&self) {
+        let line = serde_json::json!({
+            "scenario": self.scenario,
+            "daemon": self.daemon,
+            "fault": self.fault,
+            "records": self.records,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "unsafe_deliveries": self.unsafe_deliveries,
+            "recovery_ms": self.recovery_ms.map(|ms| u64::try_from(ms).unwrap_or(u64::MAX)),
+            "notes": self.notes,
+        })
+        .to_string();
+        println!("FIGURES {line}");
+        if let Some(path) = std::env::var_os("MULTILANGD_RELIABILITY_OUT") {
+            use std::io::Write as _;
+            let mut file =
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the figures file");
+            writeln!(file, "{line}").expect("write the figures");
+        }
+    }
+}

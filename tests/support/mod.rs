@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod emulators;
 pub mod ledger;
+pub mod proxy;
 pub mod sample_apps;
 
 use std::path::PathBuf;

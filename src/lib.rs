@@ -194,7 +194,8 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
             )
         }
     };
-    let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE);
+    let launcher = ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE)
+        .with_startup_concurrency(usize::try_from(config.child_startup_concurrency).unwrap_or(usize::MAX));
     let scheduler = if chosen.protocol == Protocol::Kcl3x {
         let handoffs = Handoffs::default();
         let renewing = Arc::new(Kcl3LeaseStore::new(

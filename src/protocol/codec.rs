@@ -57,10 +57,10 @@ pub const LOG_PREFIX_BYTES: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The reader's first buffer size. Children's protocol lines (status, checkpoint) are
-/// short, so one page is enough for most of them; the buffer doubles when a line needs
+/// short, so 1 KiB is enough for most of them; the buffer doubles when a line needs
 /// more and goes back to this size once it is empty again (hundreds of idle shards must
 /// not each hold a 64 KiB buffer).
-const INITIAL_READ_BUFFER: usize = 4 * 1024;
+const INITIAL_READ_BUFFER: usize = 1024;
 
 // ---------------------------------------------------------------------------------------
 // Writing
@@ -543,7 +543,7 @@ pub enum Line<'a> {
 
 /// Splits a byte stream into lines on `\n`, `\r\n` or a lone `\r`, in bounded memory.
 ///
-/// The internal buffer starts at 4 KiB, doubles as a line needs it, never grows beyond the
+/// The internal buffer starts at 1 KiB, doubles as a line needs it, never grows beyond the
 /// line limit plus one read chunk (64 KiB), and shrinks back once it is drained.
 #[derive(Debug)]
 pub struct LineReader<R> {

@@ -65,9 +65,10 @@ pub const QUEUE_CAPACITY: usize = 256;
 /// this small per shard, and the child starts reading while the rest is encoded.
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Above this capacity the write buffer is released after a line was written (one record
-/// larger than a chunk grows it).
-const KEEP_WRITE_BUFFER: usize = 2 * WRITE_CHUNK_BYTES;
+/// Above this capacity the write buffer is released after a `processRecords` line was
+/// written: an idle shard keeps only a small buffer (checkpoint replies and the other
+/// actions fit in it), a busy one allocates its pieces again per batch.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
 
 /// A protocol failure of one shard's child.
 #[derive(Debug, thiserror::Error)]

@@ -139,7 +139,16 @@ def _merge(path, name, results):
             data = json.loads(path.read_text())
         except ValueError:
             pass
-    data.setdefault("daemons", {}).update(results)
+    daemons = data.setdefault("daemons", {})
+    if name == "many-shards":
+        # Shard counts and polling intervals measured in separate runs compose: figures and
+        # details are per shard count (each detail names its run); the newest run wins per key.
+        for dname, res in results.items():
+            old = daemons.get(dname)
+            if res.get("status") == "ok" and old and old.get("status") == "ok":
+                res["figures"] = {**old.get("figures", {}), **res.get("figures", {})}
+                res["details"] = {**old.get("details", {}), **res.get("details", {})}
+    daemons.update(results)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

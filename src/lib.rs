@@ -183,8 +183,10 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
             )
         }
     };
-    let launcher: Arc<dyn ProcessorLauncher> =
-        Arc::new(ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE));
+    let launcher: Arc<dyn ProcessorLauncher> = Arc::new(
+        ChildLauncher::new(config.executable.clone(), config.timeout, CHILD_STOP_GRACE)
+            .with_startup_concurrency(usize::try_from(config.child_startup_concurrency).unwrap_or(usize::MAX)),
+    );
     let (status, _) =
         StatusPublisher::new(WorkerStatus::starting(&worker_id, &config.application_name, config.table_name.as_str()));
     // Operations (issue 12) start before the worker and finish after it, so that /healthz

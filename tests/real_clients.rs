@@ -12,7 +12,9 @@
 //!    checkpoint while the other three keep their process and keep processing;
 //! 3. a child writing 100 MB to stdout and 100 MB to stderr neither stalls the exchange nor
 //!    grows the daemon's memory;
-//! 4. a 10,000-record batch and a 10 MiB record reach the child intact (sha256 per record).
+//! 4. a 10,000-record batch and a 10 MiB record reach the child intact (sha256 per record);
+//! 5. 120 children (a minimal sh processor, slow to initialize) start at most
+//!    `multilangd.childStartupConcurrency` at a time while every lease keeps being renewed.
 //!
 //! The tests share one process (its RSS is measured, its child processes are counted), so they
 //! run one at a time. Each checks at the end that no child process of the test is left.
@@ -1088,4 +1090,139 @@ fn ten_thousand_records_and_a_ten_mib_record_arrive_intact() {
         );
     });
     assert_no_children("after the large-batch test");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Start-up spread: 120 children starting, renewals keep their cadence
+
+/// A minimal protocol-speaking child (POSIX sh, no client library: what is tested is the
+/// daemon's start-up spread, not a client). It logs `start` when it runs and `init` just
+/// before acknowledging `initialize`, which it answers after `$2` seconds (a slow start-up).
+const SLOW_START_CHILD: &str = r#"#!/bin/sh
+log="$1"; delay="$2"
+echo "start $$" >> "$log"
+while IFS= read -r line; do
+  case "$line" in
+    *'"action":"initialize"'*) sleep "$delay"; echo "init $$" >> "$log"
+      echo '{"action":"status","responseFor":"initialize"}' ;;
+    *'"action":"processRecords"'*) echo '{"action":"status","responseFor":"processRecords"}' ;;
+    *'"action":"shutdownRequested"'*) echo '{"action":"status","responseFor":"shutdownRequested"}' ;;
+    *'"action":"leaseLost"'*) echo '{"action":"status","responseFor":"leaseLost"}' ;;
+    *'"action":"shardEnded"'*) echo '{"action":"status","responseFor":"shardEnded"}' ;;
+  esac
+done
+"#;
+
+/// 120 shards on the real scheduler, each child slow to acknowledge `initialize`: at most
+/// `multilangd.childStartupConcurrency` (4) children are starting at any moment, so the
+/// start-ups are spread over time, and meanwhile every held lease keeps being renewed well
+/// within the failover time (the renewer does not wait for start-ups).
+#[test]
+fn a_hundred_and_twenty_children_start_a_few_at_a_time_while_renewals_keep_their_cadence() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const SHARDS: u32 = 120;
+    const LIMIT: usize = 4;
+    const INIT_DELAY_S: f64 = 0.1;
+    const FAILOVER: Duration = Duration::from_millis(3000);
+    let _serial = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow_start.sh");
+    std::fs::write(&script, SLOW_START_CHILD).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("starts.log");
+    let exe = executable(vec![script.display().to_string(), log.display().to_string(), INIT_DELAY_S.to_string()]);
+    let text = format!(
+        "executableName = {}\nstreamName = s\napplicationName = app\n\
+         AWSCredentialsProvider = DefaultCredentialsProvider\nretrievalMode = POLLING\n\
+         initialPositionInStream = TRIM_HORIZON\nfailoverTimeMillis = {}\n\
+         shutdownGraceMillis = 5000\nmultilangd.childStartupConcurrency = {LIMIT}\n",
+        exe.raw,
+        FAILOVER.as_millis()
+    );
+    let (entries, errors) = properties::parse(text.as_bytes());
+    assert!(errors.is_empty(), "{errors:?}");
+    let config = Config::from_entries("startup.properties", entries).expect("valid test config").config;
+    assert_eq!(config.child_startup_concurrency as usize, LIMIT);
+    let launcher = ChildLauncher::new(exe.clone(), None, STOP_GRACE)
+        .with_startup_concurrency(config.child_startup_concurrency as usize);
+
+    let read_log = |log: &Path| -> Vec<(String, String)> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
+            .collect()
+    };
+    runtime().block_on(async {
+        let stream = InMemoryStream::with_shards(SHARDS);
+        let keys: Vec<String> = stream.shards().into_iter().map(|s| s.shard_id).collect();
+        let store = InMemoryLeaseStore::new("app");
+        let shutdown = CancellationToken::new();
+        let scheduler = Scheduler::new(
+            Arc::new(config),
+            "worker-1".to_owned(),
+            Arc::new(store.clone()),
+            Arc::new(stream.clone()),
+            Arc::new(stream.clone()),
+            Arc::new(launcher),
+        );
+        let task = tokio::spawn(scheduler.run(shutdown.clone()));
+
+        // Sample every lease's counter until every child acknowledged initialize.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last_change: HashMap<String, (u64, Instant)> = HashMap::new();
+        let mut max_gap = Duration::ZERO;
+        let mut renewals = 0_u64;
+        loop {
+            let now = Instant::now();
+            for key in &keys {
+                let Some(lease) = store.lease(key) else { continue };
+                if lease.owner.as_deref() != Some("worker-1") {
+                    continue;
+                }
+                match last_change.get(key) {
+                    Some(&(counter, at)) if counter == lease.counter => max_gap = max_gap.max(now - at),
+                    Some(_) => {
+                        renewals += 1;
+                        last_change.insert(key.clone(), (lease.counter, now));
+                    }
+                    None => {
+                        last_change.insert(key.clone(), (lease.counter, now));
+                    }
+                }
+            }
+            let inits = read_log(&log).iter().filter(|(what, _)| what == "init").count();
+            if inits >= SHARDS as usize {
+                break;
+            }
+            assert!(now < deadline, "only {inits} of {SHARDS} children initialized in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), task).await.expect("scheduler stops").unwrap().unwrap();
+
+        let events = read_log(&log);
+        let (mut starting, mut most) = (0_usize, 0_usize);
+        for (what, _) in &events {
+            match what.as_str() {
+                "start" => starting += 1,
+                "init" => starting -= 1,
+                other => panic!("unexpected log line {other}"),
+            }
+            most = most.max(starting);
+        }
+        eprintln!(
+            "{SHARDS} children: at most {most} starting at once; {renewals} renewals seen, longest \
+             gap between renewals of a held lease {max_gap:?}"
+        );
+        assert_eq!(events.iter().filter(|(w, _)| w == "start").count(), SHARDS as usize, "one child per shard");
+        assert!(most <= LIMIT, "{most} children were starting at once (limit {LIMIT})");
+        assert!(most >= 2, "start-ups overlap up to the limit (saw {most})");
+        assert_eq!(last_change.len(), SHARDS as usize, "every lease was held");
+        // The renewer runs every failover/3; a lease at risk would go a whole failover time
+        // without renewal. Wide bound: under two thirds of it.
+        assert!(renewals >= SHARDS as u64, "leases were renewed during the start-ups ({renewals})");
+        assert!(max_gap < FAILOVER * 2 / 3, "a held lease went {max_gap:?} without renewal");
+    });
+    assert_no_children("after the start-up spread test");
 }

@@ -545,13 +545,22 @@ def shard_counts(ctx):
     return list(ctx.p["shard_counts"])
 
 
+def many_shards_idle_ms():
+    """idleTimeBetweenReadsInMillis of the many-shards scenario: BENCH_IDLE_MS or 200."""
+    return int(os.environ.get("BENCH_IDLE_MS", "").strip() or 200)
+
+
 def scenario_many_shards(ctx):
     p = ctx.p
     results = {}
     specs = ctx.runnable(results)
     counts = shard_counts(ctx)
+    idle_ms = many_shards_idle_ms()
+    # Figures at another polling interval than 200 ms carry it in their key (`_idle1500`), so
+    # runs at both intervals can sit side by side in one result file.
+    sfx = "" if idle_ms == 200 else f"_idle{idle_ms}"
     setup = {"emulators": "kinesis-local + dynalite", "shard_counts": counts,
-             "records_per_shard": MANY_SHARDS_RECORDS, "idleTimeBetweenReadsInMillis": 200,
+             "records_per_shard": MANY_SHARDS_RECORDS, "idleTimeBetweenReadsInMillis": idle_ms,
              "phases": f"hot start (pre-seeded leases), wait until every shard delivered a record, "
                        f"settle {p['settle_s']} s, idle window {p['idle_s']} s"}
     if not specs:
@@ -574,7 +583,8 @@ def scenario_many_shards(ctx):
                     out = ctx.workdir("many-shards", f"{spec.name}-{n}", "out")
                     props = d / "app.properties"
                     write_properties(props, app=app, stream=stream, kinesis_endpoint=spec.kinesis_endpoint(emus),
-                                     ddb_endpoint=emus["ddb"].endpoint, processor_out=out)
+                                     ddb_endpoint=emus["ddb"].endpoint, processor_out=out,
+                                     extra={"idleTimeBetweenReadsInMillis": str(idle_ms)})
                     run = DaemonRun(spec, props, d, "kinesis-local", _extra_pids(emus, spec))
                     try:
                         with run:
@@ -589,10 +599,12 @@ def scenario_many_shards(ctx):
                             time.sleep(0.3)
                             mon = run.monitor
                             idle_cpu = mon.delta("daemon_cpu", t0, t1)
-                            figures[f"all_shards_s_{n}"] = round(all_s, 2)
-                            figures[f"rss_peak_mib_{n}"] = round(mon.peak("daemon_hwm_kib") / MIB, 1)
-                            figures[f"idle_cpu_pct_{n}"] = round(100.0 * idle_cpu / (t1 - t0), 2)
-                            details[str(n)] = {
+                            figures[f"all_shards_s_{n}{sfx}"] = round(all_s, 2)
+                            figures[f"rss_peak_mib_{n}{sfx}"] = round(mon.peak("daemon_hwm_kib") / MIB, 1)
+                            figures[f"idle_cpu_pct_{n}{sfx}"] = round(100.0 * idle_cpu / (t1 - t0), 2)
+                            details[f"{n}{sfx}"] = {
+                                "idleTimeBetweenReadsInMillis": idle_ms,
+                                "run": f"{ctx.run_id}: {ctx.command}",
                                 "all_shards_s": round(all_s, 2),
                                 "daemon_cpu_s_until_all_delivered": round(busy_cpu, 2),
                                 "rss_peak_mib": round(mon.peak("daemon_hwm_kib") / MIB, 1),

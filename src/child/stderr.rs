@@ -27,7 +27,11 @@ const DAEMON_TARGET: &str = "multilangd::child";
 /// The most bytes of one stderr line that are logged; the rest of the line is discarded.
 pub const MAX_STDERR_LINE_BYTES: usize = 64 * 1024;
 
-/// Size of the read buffer (one pipe buffer's worth on Linux).
+/// First size of the read buffer. Most children write little to stderr, and hundreds of
+/// idle shards must not each hold a pipe-sized buffer; it doubles while reads fill it.
+const INITIAL_READ_BYTES: usize = 1024;
+
+/// Largest size of the read buffer (one pipe buffer's worth on Linux).
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What the drain saw over the child's life (logged at DEBUG when it ends).
@@ -101,6 +105,10 @@ impl LineSplitter {
 
     fn emit_line(&mut self, emit: &mut impl FnMut(&[u8], u64)) {
         emit(&self.line, self.discarded);
+        if self.line.capacity() > INITIAL_READ_BYTES * 4 {
+            // Release a long line's memory instead of keeping it per child.
+            self.line = Vec::new();
+        }
         self.line.clear();
         self.discarded = 0;
     }
@@ -111,7 +119,7 @@ impl LineSplitter {
 pub(crate) async fn drain(mut stderr: ChildStderr, shard_id: Arc<str>, pid: u32) -> StderrStats {
     let mut stats = StderrStats::default();
     let mut splitter = LineSplitter::new(MAX_STDERR_LINE_BYTES);
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    let mut buf = vec![0u8; INITIAL_READ_BYTES];
     let mut log_line = |line: &[u8], discarded: u64| {
         if line.is_empty() && discarded == 0 {
             return;
@@ -138,6 +146,10 @@ pub(crate) async fn drain(mut stderr: ChildStderr, shard_id: Arc<str>, pid: u32)
             Ok(n) => {
                 bytes += n as u64;
                 splitter.feed(&buf[..n], &mut log_line);
+                if n == buf.len() && buf.len() < READ_CHUNK_BYTES {
+                    // A busy stderr: read more per call.
+                    buf.resize(buf.len() * 2, 0);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -221,6 +233,15 @@ mod tests {
     fn truncated_unterminated_line_is_delivered_at_eof() {
         let out = split(&[b"abcdef", b"gh"], 3);
         assert_eq!(out, [("abc".to_owned(), 5)]);
+    }
+
+    #[test]
+    fn a_long_line_does_not_keep_its_memory() {
+        let mut s = LineSplitter::new(MAX_STDERR_LINE_BYTES);
+        let mut seen = Vec::new();
+        s.feed(&[vec![b'y'; 40 * 1024], b"\nshort\n".to_vec()].concat(), &mut |l: &[u8], _| seen.push(l.len()));
+        assert_eq!(seen, [40 * 1024, 5]);
+        assert!(s.line.capacity() <= INITIAL_READ_BYTES * 4, "line buffer kept {}", s.line.capacity());
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub(super) fn build(path: &Path, problems: Vec<Problem>, entries: Vec<Entry>) ->
         shutdown_grace: daemon.shutdown_grace,
         http_address: daemon.http_address,
         stall_threshold: daemon.stall_threshold,
+        child_startup_concurrency: daemon.child_startup_concurrency,
         credentials,
         credentials_dynamodb: aws.credentials_dynamodb,
         credentials_cloudwatch: aws.credentials_cloudwatch,
@@ -110,6 +111,7 @@ struct Daemon {
     shutdown_grace: Duration,
     http_address: Option<std::net::SocketAddr>,
     stall_threshold: Duration,
+    child_startup_concurrency: u32,
 }
 
 fn daemon(r: &mut Reader) -> Daemon {
@@ -150,6 +152,7 @@ fn daemon(r: &mut Reader) -> Daemon {
         shutdown_grace: r.millis_setting("shutdownGraceMillis"),
         http_address: r.optional("multilangd.httpAddress"),
         stall_threshold: r.millis_setting("multilangd.stallThresholdMillis"),
+        child_startup_concurrency: r.u32_setting("multilangd.childStartupConcurrency"),
     }
 }
 

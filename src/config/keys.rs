@@ -311,6 +311,8 @@ pub static KEYS: &[KeySpec] = &[
         "Serve /metrics (Prometheus), /healthz, /readyz and /status here; --http-address wins. The Java daemon ignores multilangd.* keys.", Daemon, Used),
     key("multilangd.stallThresholdMillis", MS, is("60000"),
         "A held shard whose processor has not answered, or whose waiting records were not delivered, for this long is stalled: logged, and /readyz answers 503.", Daemon, Used),
+    key("multilangd.childStartupConcurrency", ValueType::Int { min: 1, max: 1024 }, is("32"),
+        "How many record processors may be starting at once (from launch until they acknowledge initialize, at most 30 s each); spreads out the start of hundreds of children so the daemon's lease renewals keep their cadence.", Daemon, Used),
     // ---- Credentials, region and endpoints
     key(CREDENTIALS, ValueType::Credentials, REQUIRED,
         "Credentials for Kinesis, and for DynamoDB/CloudWatch unless set separately. Any case of the AWSCredentialsProvider prefix is accepted (AwsCredentialsProvider, ...).", Aws, Used),

@@ -201,6 +201,8 @@ pub struct Config {
     pub http_address: Option<std::net::SocketAddr>,
     /// `multilangd.stallThresholdMillis`.
     pub stall_threshold: Duration,
+    /// `multilangd.childStartupConcurrency`: record processors starting at once.
+    pub child_startup_concurrency: u32,
     /// `AWSCredentialsProvider` / `AwsCredentialsProvider` (required).
     pub credentials: CredentialsSpec,
     /// `AWSCredentialsProviderDynamoDB` (`None`: the Kinesis provider).

@@ -53,8 +53,14 @@ pub const MAX_CHILD_LINE_BYTES: usize = 1024 * 1024;
 /// How many bytes of a noise line are kept for the log.
 pub const LOG_PREFIX_BYTES: usize = 256;
 
-/// How much the reader asks the pipe for at once.
+/// The most the reader asks the pipe for at once (and the growth step of its buffer).
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The reader's first buffer size. Children's protocol lines (status, checkpoint) are
+/// short, so 1 KiB is enough for most of them; the buffer doubles when a line needs
+/// more and goes back to this size once it is empty again (hundreds of idle shards must
+/// not each hold a 64 KiB buffer).
+const INITIAL_READ_BUFFER: usize = 1024;
 
 // ---------------------------------------------------------------------------------------
 // Writing
@@ -81,21 +87,40 @@ pub fn encode_action(action: &Action<'_>, shard_id: &str, out: &mut Vec<u8>) {
         }
         Action::ProcessRecords { records, millis_behind_latest } => {
             out.reserve(process_records_len_hint(records));
-            out.extend_from_slice(b"{\"action\":\"processRecords\",\"records\":[");
+            encode_process_records_head(out);
             for (i, record) in records.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_record(out, record);
+                encode_process_records_record(out, i, record);
             }
-            out.extend_from_slice(b"],\"millisBehindLatest\":");
-            write_opt_i64(out, *millis_behind_latest);
-            out.extend_from_slice(b"}\n");
+            encode_process_records_tail(out, *millis_behind_latest);
         }
         Action::ShutdownRequested => out.extend_from_slice(b"{\"action\":\"shutdownRequested\"}\n"),
         Action::LeaseLost => out.extend_from_slice(b"{\"action\":\"leaseLost\"}\n"),
         Action::ShardEnded => out.extend_from_slice(b"{\"action\":\"shardEnded\"}\n"),
     }
+}
+
+/// Appends the start of a `processRecords` line (up to the records array's `[`).
+///
+/// With [`encode_process_records_record`] and [`encode_process_records_tail`] a caller can
+/// write a large line in pieces instead of building it whole; the bytes are the same as
+/// [`encode_action`]'s.
+pub fn encode_process_records_head(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"action\":\"processRecords\",\"records\":[");
+}
+
+/// Appends the `index`-th record (0-based) of a `processRecords` line, with its separator.
+pub fn encode_process_records_record(out: &mut Vec<u8>, index: usize, record: &Record) {
+    if index > 0 {
+        out.push(b',');
+    }
+    write_record(out, record);
+}
+
+/// Appends the end of a `processRecords` line (after the last record), newline included.
+pub fn encode_process_records_tail(out: &mut Vec<u8>, millis_behind_latest: Option<i64>) {
+    out.extend_from_slice(b"],\"millisBehindLatest\":");
+    write_opt_i64(out, millis_behind_latest);
+    out.extend_from_slice(b"}\n");
 }
 
 /// Appends the line for a checkpoint reply to `out`.
@@ -407,10 +432,18 @@ fn truncate_str(s: &str) -> String {
 /// cut.
 #[must_use]
 pub fn truncate_for_log(bytes: &[u8]) -> String {
-    if bytes.len() <= LOG_PREFIX_BYTES {
-        String::from_utf8_lossy(bytes).into_owned()
+    truncate_prefix_for_log(bytes, bytes.len())
+}
+
+/// Like [`truncate_for_log`] for a text of `total` bytes of which only the beginning,
+/// `prefix`, is at hand (a line written in pieces).
+#[must_use]
+pub fn truncate_prefix_for_log(prefix: &[u8], total: usize) -> String {
+    if total <= LOG_PREFIX_BYTES && prefix.len() >= total {
+        String::from_utf8_lossy(&prefix[..total]).into_owned()
     } else {
-        format!("{}... ({} bytes)", String::from_utf8_lossy(&bytes[..LOG_PREFIX_BYTES]), bytes.len())
+        let kept = &prefix[..prefix.len().min(LOG_PREFIX_BYTES).min(total)];
+        format!("{}... ({total} bytes)", String::from_utf8_lossy(kept))
     }
 }
 
@@ -510,7 +543,8 @@ pub enum Line<'a> {
 
 /// Splits a byte stream into lines on `\n`, `\r\n` or a lone `\r`, in bounded memory.
 ///
-/// The internal buffer never grows beyond the line limit plus one read chunk (64 KiB).
+/// The internal buffer starts at 1 KiB, doubles as a line needs it, never grows beyond the
+/// line limit plus one read chunk (64 KiB), and shrinks back once it is drained.
 #[derive(Debug)]
 pub struct LineReader<R> {
     inner: R,
@@ -601,6 +635,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// Reads more data into the buffer, compacting or growing it first.
     async fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end && self.buf.len() > INITIAL_READ_BUFFER {
+            // Drained after a long line: give the memory back.
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+        }
         if self.start > 0 && (self.end == self.buf.len() || self.start == self.end) {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -609,7 +650,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
         if self.end == self.buf.len() {
             let cap = self.max_line + READ_CHUNK;
-            let grown = (self.buf.len() * 2).clamp(READ_CHUNK.min(cap), cap);
+            let grown = (self.buf.len() * 2).clamp(INITIAL_READ_BUFFER.min(cap), cap);
             let target = grown.max(self.end + 1);
             // Exact, so the allocation never exceeds the bound by Vec's doubling.
             self.buf.reserve_exact(target - self.buf.len());
@@ -1027,6 +1068,22 @@ pub(crate) mod tests {
             assert!(reader.buffer_capacity() <= limit.max(1) + READ_CHUNK);
         }
         out
+    }
+
+    /// Idle shards hold a small buffer: it starts at one page, grows for a long line and
+    /// goes back to one page once drained.
+    #[tokio::test]
+    async fn line_buffer_starts_small_and_shrinks_after_a_long_line() {
+        let long = [vec![b'x'; 200 * 1024], b"\n".to_vec()].concat();
+        let chunks: Vec<Vec<u8>> = vec![b"short\n".to_vec(), long, b"after\n".to_vec()];
+        let mut reader = LineReader::new(Chunks(chunks.into_iter().collect()));
+        assert!(matches!(reader.next_line().await.unwrap(), Some(Line::Text(b"short"))));
+        assert!(reader.buffer_capacity() <= INITIAL_READ_BUFFER, "{}", reader.buffer_capacity());
+        assert!(matches!(reader.next_line().await.unwrap(), Some(Line::Text(t)) if t.len() == 200 * 1024));
+        assert!(reader.buffer_capacity() >= 200 * 1024);
+        assert!(matches!(reader.next_line().await.unwrap(), Some(Line::Text(b"after"))));
+        assert!(reader.buffer_capacity() <= INITIAL_READ_BUFFER, "{}", reader.buffer_capacity());
+        assert!(reader.next_line().await.unwrap().is_none());
     }
 
     fn texts(lines: &[&str]) -> Vec<Got> {

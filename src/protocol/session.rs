@@ -60,8 +60,15 @@ use super::{CheckpointError, Checkpointer};
 /// reading (noise never takes a slot).
 pub const QUEUE_CAPACITY: usize = 256;
 
-/// Above this capacity the write buffer is released after a line was written.
-const KEEP_WRITE_BUFFER: usize = 8 * 1024 * 1024;
+/// A `processRecords` line is written to the pipe in pieces of about this size instead of
+/// being built whole (a 10,000-record batch is megabytes of base64): the write buffer stays
+/// this small per shard, and the child starts reading while the rest is encoded.
+pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Above this capacity the write buffer is released after a `processRecords` line was
+/// written: an idle shard keeps only a small buffer (checkpoint replies and the other
+/// actions fit in it), a busy one allocates its pieces again per batch.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
 
 /// A protocol failure of one shard's child.
 #[derive(Debug, thiserror::Error)]
@@ -187,13 +194,7 @@ impl<W: AsyncWrite + Unpin + Send> ProtocolSession<W> {
         mut checkpointer: Option<&mut (dyn Checkpointer + '_)>,
     ) -> Result<(), ProtocolError> {
         let kind = action.kind();
-        self.buf.clear();
-        codec::encode_action(&action, &self.shard_id, &mut self.buf);
-        debug!(shard_id = %self.shard_id, action = %kind, bytes = self.buf.len(), "sending action");
-        self.write_buf(kind).await?;
-        if self.buf.capacity() > KEEP_WRITE_BUFFER {
-            self.buf = Vec::new();
-        }
+        self.write_action(&action).await?;
         loop {
             match self.next_message(kind).await? {
                 ChildMessage::Status { response_for } => {
@@ -265,6 +266,65 @@ impl<W: AsyncWrite + Unpin + Send> ProtocolSession<W> {
             }
         }
         drained
+    }
+
+    /// Writes and flushes the line of `action`, bounded by the timeout. A `processRecords`
+    /// line goes out in pieces of [`WRITE_CHUNK_BYTES`] (the bytes are those of
+    /// `codec::encode_action`).
+    async fn write_action(&mut self, action: &Action<'_>) -> Result<(), ProtocolError> {
+        let kind = action.kind();
+        let Action::ProcessRecords { records, millis_behind_latest } = action else {
+            self.buf.clear();
+            codec::encode_action(action, &self.shard_id, &mut self.buf);
+            debug!(shard_id = %self.shard_id, action = %kind, bytes = self.buf.len(), "sending action");
+            return self.write_buf(kind).await;
+        };
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(self.error(kind, ProtocolErrorKind::Closed));
+        };
+        let buf = &mut self.buf;
+        let mut head: Vec<u8> = Vec::new();
+        let mut total = 0_usize;
+        let write = async {
+            buf.clear();
+            codec::encode_process_records_head(buf);
+            for (i, record) in records.iter().enumerate() {
+                codec::encode_process_records_record(buf, i, record);
+                if buf.len() >= WRITE_CHUNK_BYTES {
+                    if head.is_empty() {
+                        head.extend_from_slice(&buf[..buf.len().min(codec::LOG_PREFIX_BYTES)]);
+                    }
+                    total += buf.len();
+                    stdin.write_all(buf).await?;
+                    buf.clear();
+                }
+            }
+            codec::encode_process_records_tail(buf, *millis_behind_latest);
+            if head.is_empty() {
+                head.extend_from_slice(&buf[..buf.len().min(codec::LOG_PREFIX_BYTES)]);
+            }
+            total += buf.len();
+            stdin.write_all(buf).await?;
+            stdin.flush().await
+        };
+        let result = match self.timeout {
+            Some(after) => tokio::time::timeout(after, write).await.map_err(|_| after),
+            None => Ok(write.await),
+        };
+        // `total` counts the newline; the logged line leaves it out, like `write_buf`.
+        let line_len = total.saturating_sub(1);
+        self.last_sent = Some(codec::truncate_prefix_for_log(&head[..head.len().min(line_len)], line_len));
+        debug!(shard_id = %self.shard_id, action = %kind, records = records.len(), bytes = total, "sent action");
+        if self.buf.capacity() > KEEP_WRITE_BUFFER {
+            self.buf = Vec::new();
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.error(kind, ProtocolErrorKind::WriteFailed(e))),
+            Err(after) => {
+                Err(self.error(kind, ProtocolErrorKind::Timeout { after, waiting_for: "the child to read its stdin" }))
+            }
+        }
     }
 
     async fn send_reply(&mut self, kind: ActionKind, reply: &CheckpointReply<'_>) -> Result<(), ProtocolError> {
@@ -467,6 +527,41 @@ mod tests {
             matches!(err.kind, ProtocolErrorKind::Timeout { after, waiting_for } if after == Duration::from_secs(5) && waiting_for.contains("stdin")),
             "{err}"
         );
+    }
+
+    /// A large processRecords line goes out in pieces: the child reads exactly the bytes
+    /// `encode_action` builds, the session's buffer stays near one piece, and the logged
+    /// line names the full length.
+    #[tokio::test]
+    async fn a_large_process_records_line_is_streamed_byte_identical() {
+        let (stdin, stdout, child_in, mut child_out) = pipes(16 * 1024);
+        let mut session = ProtocolSession::new(SHARD, stdin, stdout, None);
+        let records: Vec<Record> = (0..300).map(|i| big_record(1000 + i)).collect();
+        let mut expected = Vec::new();
+        codec::encode_action(
+            &Action::ProcessRecords { records: &records, millis_behind_latest: Some(7) },
+            SHARD,
+            &mut expected,
+        );
+        assert!(expected.len() > 4 * WRITE_CHUNK_BYTES, "the line spans several pieces");
+        let child = tokio::spawn(async move {
+            let mut line = Vec::new();
+            let mut reader = BufReader::new(child_in);
+            reader.read_until(b'\n', &mut line).await.unwrap();
+            child_out.write_all(b"{\"action\":\"status\",\"responseFor\":\"processRecords\"}\n").await.unwrap();
+            (line, reader, child_out)
+        });
+        session
+            .perform(Action::ProcessRecords { records: &records, millis_behind_latest: Some(7) }, None)
+            .await
+            .unwrap();
+        assert!(session.buf.capacity() <= KEEP_WRITE_BUFFER, "write buffer grew to {}", session.buf.capacity());
+        let (line, _reader, _out) = child.await.unwrap();
+        assert_eq!(line.len(), expected.len());
+        assert!(line == expected, "the streamed line differs from encode_action's");
+        let logged = session.last_sent.clone().unwrap();
+        assert!(logged.starts_with("{\"action\":\"processRecords\",\"records\":[{\"data\":"), "{logged}");
+        assert!(logged.ends_with(&format!("... ({} bytes)", expected.len() - 1)), "{logged}");
     }
 
     #[tokio::test(start_paused = true)]

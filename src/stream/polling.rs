@@ -433,14 +433,16 @@ impl Fetcher {
                 .set_stream_arn(self.stream.arn_param())
                 .shard_id(&self.shard_id),
         );
-        let result = self.call(Operation::GetShardIterator, request.send()).await?;
+        // Boxed: the SDK's request future is ~11 KiB; inline it would make every shard's
+        // reader task that big for its whole life instead of only during a call.
+        let result = self.call(Operation::GetShardIterator, Box::pin(request.send())).await?;
         Some(result.map(|out| out.shard_iterator))
     }
 
     async fn get_records(&mut self) -> Option<Result<RecordBatch, CallError>> {
         let iterator = self.iterator.clone().unwrap_or_default();
         let request = self.client.get_records().shard_iterator(iterator).limit(self.settings.limit());
-        let mut out = match self.call(Operation::GetRecords, request.send()).await? {
+        let mut out = match self.call(Operation::GetRecords, Box::pin(request.send())).await? {
             Ok(out) => out,
             Err(error) => return Some(Err(error)),
         };

@@ -38,6 +38,7 @@ regionName = us-east-1
 kinesisEndpoint = $KINESIS_ENDPOINT
 dynamoDBEndpoint = $DYNAMODB_ENDPOINT
 retrievalMode = POLLING
+clientVersionConfig = CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X
 idleTimeBetweenReadsInMillis = 200
 multilangd.httpAddress = 0
 P

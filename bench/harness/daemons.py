@@ -144,6 +144,9 @@ def write_properties(path, *, app, stream, kinesis_endpoint, ddb_endpoint, proce
         "shardSyncIntervalMillis": "1000",
         "failoverTimeMillis": "10000",
         "parentShardPollIntervalMillis": "1000",
+        # The 2.x lease protocol on dynalite (which cannot create the 3.x owner index), as the
+        # Java 2.5.8 daemon runs it; Java ignores the key. The fan-out scenario sets 3.x.
+        "clientVersionConfig": "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X",
     }
     props.update(extra or {})
     with open(path, "w") as f:

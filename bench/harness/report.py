@@ -299,6 +299,7 @@ METHOD = """\
 - Properties (same keys for both daemons): `retrievalMode = POLLING`, `maxRecords = 10000`,
   `idleTimeBetweenReadsInMillis = 200`, `shardSyncIntervalMillis = 1000`,
   `failoverTimeMillis = 10000`, `parentShardPollIntervalMillis = 1000`, `metricsLevel = NONE`,
+  `clientVersionConfig = CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X` (2.x lease protocol; Java 2.5.8 ignores it),
   `initialPositionInStream = TRIM_HORIZON`, default logging of each daemon (to a file).
 - Hot start: the lease table is created with boto3 and holds one unowned `TRIM_HORIZON` lease
   per shard. Cold start: no table; the daemon creates it (Java then sleeps a random 1–30 s

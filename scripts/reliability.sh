@@ -3,8 +3,8 @@
 # the sizes below, multilangd and (where it can run the same scenario) the Java 2.5.8
 # daemon, collects their figures (JSON lines) and writes RELIABILITY.md from them.
 #
-#   scripts/reliability.sh              # full sizes (about 10 minutes on 2 cores)
-#   scripts/reliability.sh --small      # the test command's sizes (about 3 minutes)
+#   scripts/reliability.sh              # full sizes (about 14 minutes on 2 cores)
+#   scripts/reliability.sh --small      # the test command's sizes (about 3.5 minutes)
 #   RENDER_ONLY=FILE scripts/reliability.sh   # only rewrite RELIABILITY.md from FILE
 #
 # Needs the test bed (scripts/install-testbed.sh; MULTILANGD_TESTBED if elsewhere).

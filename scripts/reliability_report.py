@@ -10,6 +10,7 @@ SCENARIOS = {
     "kinesis-blackhole": "Kinesis outage (black-holed)",
     "kinesis-500-dynamodb-slow": "Kinesis 5xx + slow DynamoDB",
     "throttling": "Throttling",
+    "subscribe-throttling": "SubscribeToShard throttling (fan-out)",
     "crash-cycles": "Crash cycles",
     "child-faults": "Child faults (one shard each)",
 }
@@ -77,9 +78,13 @@ def main():
                "logged and skipped and a checkpoint beyond the last record is refused; the other shards keep "
                "up with the producer.")
     out.append("")
-    out.append("Not covered yet: fan-out (SubscribeToShard) throttling; Java in the proxy scenarios (the Java "
-               "SDK speaks CBOR to Kinesis, which the proxy does not inject errors into), in crash cycles and "
-               "in child faults.")
+    out.append("- Fan-out: SubscribeToShard throttled with `LimitExceededException` (kinesis-local serves the "
+               "event stream over HTTP/1.1 on its plain port, so the proxy relays it chunk by chunk and can "
+               "cut it to force resubscriptions) is retried with backoff from 1 s; each shard subscribes at "
+               "most about once a second.")
+    out.append("")
+    out.append("Not covered yet: Java in the proxy scenarios (the Java SDK speaks CBOR to Kinesis, which the "
+               "proxy does not inject errors into) and in child faults.")
     print("\n".join(out))
 
 

@@ -7,9 +7,12 @@
 //! - `MULTILANGD_FAULT_OUTAGE_SECS`: DynamoDB outage length (default 7 s, 6 s through the proxy).
 //! - `MULTILANGD_FAULT_KINESIS_OUTAGE_SECS`: Kinesis outage length (default 4 s).
 //! - `MULTILANGD_FAULT_THROTTLE_SECS`: how long throttling lasts (default 6 s).
+//! - `MULTILANGD_FAULT_SUBSCRIBE_THROTTLE_SECS`: how long SubscribeToShard is throttled at
+//!   75 % in the fan-out scenario (default 8 s).
 //! - `MULTILANGD_FAULT_KILLS`, `MULTILANGD_FAULT_KILL_EVERY_SECS`: crash cycles (default 2
 //!   kills every 6 s in the test command; 6 every 15 s in the full run).
-//! - `MULTILANGD_FAULT_DAEMON`: `multilangd` (default) or `java` for the ignored variants.
+//! - `MULTILANGD_FAULT_DAEMON`: `multilangd` (default) or `java` for the ignored variants
+//!   (`full_dynamodb_freeze`, `full_crash_cycles`).
 //! - `MULTILANGD_RELIABILITY_OUT`: a file the figures are appended to as JSON lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -197,6 +200,15 @@ struct ProxiedRun {
 impl ProxiedRun {
     /// `before` runs on (kinesis proxy, dynamodb proxy) before the daemon starts.
     fn start(app: &str, before: impl FnOnce(&FaultProxy, &FaultProxy)) -> Self {
+        Self::start_with(app, |props| props, before)
+    }
+
+    /// As `start`, with `extra` applied to the properties.
+    fn start_with(
+        app: &str,
+        extra: impl FnOnce(Props) -> Props,
+        before: impl FnOnce(&FaultProxy, &FaultProxy),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kinesis = start_kinesis_local();
         let dynamodb = start_dynalite();
@@ -208,8 +220,8 @@ impl ProxiedRun {
         before(&kinesis_proxy, &dynamodb_proxy);
         let executable = Processor::PythonV3.executable_name(&seen_ledger, None, &[]);
         let props = Props::local(app, app, &executable, &kinesis_proxy.endpoint, &dynamodb_proxy.endpoint)
-            .set("failoverTimeMillis", 3000)
-            .write(&dir.path().join("app.properties"));
+            .set("failoverTimeMillis", 3000);
+        let props = extra(props).write(&dir.path().join("app.properties"));
         let daemon = Daemon::start(Kind::Multilangd, &props, &dir.path().join("daemon.log"));
         wait_for(
             "every shard delivering",
@@ -424,6 +436,90 @@ fn throttling_is_absorbed_with_bounded_calls_and_a_quiet_log() {
     assert!(warned <= 10 * secs as usize, "{warned} warning lines in {secs} s:\n{}", daemon::tail(&log, 60));
 }
 
+/// The most calls in any one-second window.
+fn max_per_second(times: &[Instant]) -> usize {
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| times[i..].iter().take_while(|u| **u < *t + Duration::from_secs(1)).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Enhanced fan-out with SubscribeToShard throttled (LimitExceededException, Kinesis's error
+/// for more than one subscription per second per consumer and shard) on 50 % of the calls
+/// at start-up and 75 % for `MULTILANGD_FAULT_SUBSCRIBE_THROTTLE_SECS` (default 8) while
+/// records flow. kinesis-local serves the event stream over HTTP/1.1
+/// on its plain port, so the subscriptions pass through the fault proxy, which cuts them
+/// (`cut_streams`) twice during the fault to force resubscriptions into the throttling.
+/// Nothing is lost, resubscribes per shard stay bounded (backoff), the log is not flooded.
+#[test]
+fn subscribe_to_shard_throttling_is_absorbed() {
+    let _serial = serial();
+    let length = env_secs("MULTILANGD_FAULT_SUBSCRIBE_THROTTLE_SECS", 8);
+    let started = Instant::now();
+    let run = ProxiedRun::start_with(
+        "fault-subscribe",
+        |props| props.set("retrievalMode", "FANOUT"),
+        |kinesis, _| kinesis.throttle("SubscribeToShard", 0.5, Throttle::KinesisLimit),
+    );
+    let startup = started.elapsed();
+    run.kinesis_proxy.throttle("SubscribeToShard", 0.75, Throttle::KinesisLimit);
+    let log_before = warnings(&run.daemon.log_text());
+    let mut cuts = 0;
+    let fault_started = Instant::now();
+    for _ in 0..2 {
+        cuts += run.kinesis_proxy.cut_streams();
+        std::thread::sleep(length / 2);
+    }
+    run.kinesis_proxy.throttle("SubscribeToShard", 0.0, Throttle::KinesisLimit);
+    let elapsed = started.elapsed().as_secs_f64();
+    let fault_secs = fault_started.elapsed().as_secs_f64();
+    let calls = run.kinesis_proxy.calls_of("SubscribeToShard");
+    let per_shard = run.kinesis_proxy.shard_calls("SubscribeToShard");
+    let busiest = per_shard.values().map(|t| max_per_second(t)).max().unwrap_or(0);
+    let mean_per_shard = per_shard.values().map(Vec::len).max().unwrap_or(0) as f64 / elapsed;
+    let warned = warnings(&run.daemon.log_text()) - log_before;
+    let (records, lost, dups, restarts, log) = run.finish();
+    Figures {
+        scenario: "subscribe-throttling".into(),
+        daemon: "multilangd".into(),
+        fault: format!(
+            "fault proxy, fan-out: SubscribeToShard LimitExceededException on 50 % of the calls at start-up, \
+             then 75 % for {} s with the subscriptions cut twice",
+            length.as_secs()
+        ),
+        records,
+        lost,
+        duplicates: dups,
+        unsafe_deliveries: None,
+        recovery_ms: None,
+        notes: format!(
+            "{} SubscribeToShard calls ({} throttled) on {} shards in {elapsed:.0} s; at most {busiest} per shard in \
+             any second; {cuts} subscriptions cut; every shard delivering {:.1} s after start; {warned} warning \
+             lines in {fault_secs:.0} s; {restarts} processor restarts",
+            calls.total,
+            calls.throttled,
+            per_shard.len(),
+            startup.as_secs_f64()
+        ),
+    }
+    .publish();
+    assert_eq!(lost, 0, "{calls:?}\n{}", daemon::tail(&log, 60));
+    assert_eq!(per_shard.len(), SHARDS as usize, "every shard subscribed through the proxy: {per_shard:?}");
+    assert!(calls.throttled > 0, "throttling was injected: {calls:?}");
+    assert!(cuts > 0, "the subscriptions stream through the proxy");
+    assert_eq!(restarts, 0, "record processors restarted\n{}", daemon::tail(&log, 80));
+    // Backoff starts at 1 s and doubles: a shard subscribes about once a second at most.
+    assert!(busiest <= 4, "{busiest} SubscribeToShard calls for one shard within a second: {per_shard:?}");
+    assert!(mean_per_shard <= 2.0, "{mean_per_shard:.1} SubscribeToShard calls per shard per second");
+    assert!(
+        warned <= 5 * fault_secs as usize,
+        "{warned} warning lines in {fault_secs:.0} s:\n{}",
+        daemon::tail(&log, 60)
+    );
+}
+
 /// Watches the lease table every 200 ms; records every checkpoint that moved backwards.
 struct LeaseMonitor {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -493,7 +589,7 @@ fn order_violations(seen: &[support::sample_apps::LedgerEntry]) -> Vec<String> {
 
 /// Three workers on 8 shards (failoverTimeMillis 3000) while records flow; one worker is
 /// SIGKILLed and restarted every `every`, `kills` times (round robin). Returns the figures.
-fn crash_cycles(kills: usize, every: Duration) -> Figures {
+fn crash_cycles(kind: Kind, kills: usize, every: Duration) -> Figures {
     const WORKERS: usize = 3;
     const CRASH_SHARDS: u32 = 8;
     let dir = tempfile::tempdir().unwrap();
@@ -508,7 +604,7 @@ fn crash_cycles(kills: usize, every: Duration) -> Figures {
         .set("failoverTimeMillis", 3000)
         .write(&dir.path().join("app.properties"));
     let log = |i: usize, generation: usize| dir.path().join(format!("worker{i}-{generation}.log"));
-    let mut workers: Vec<Daemon> = (0..WORKERS).map(|i| Daemon::start(Kind::Multilangd, &props, &log(i, 0))).collect();
+    let mut workers: Vec<Daemon> = (0..WORKERS).map(|i| Daemon::start(kind, &props, &log(i, 0))).collect();
     let monitor = LeaseMonitor::start(&kinesis.endpoint, &dynamodb.endpoint, app);
     wait_for(
         "every shard delivering",
@@ -526,7 +622,7 @@ fn crash_cycles(kills: usize, every: Duration) -> Figures {
         }
         let victim = k % WORKERS;
         workers[victim].kill9();
-        workers[victim] = Daemon::start(Kind::Multilangd, &props, &log(victim, k + 1));
+        workers[victim] = Daemon::start(kind, &props, &log(victim, k + 1));
     }
     std::thread::sleep(Duration::from_secs(3));
     producer.stop();
@@ -558,7 +654,7 @@ fn crash_cycles(kills: usize, every: Duration) -> Figures {
     let order = order_violations(&seen);
     let figures = Figures {
         scenario: "crash-cycles".into(),
-        daemon: "multilangd".into(),
+        daemon: daemon_name(kind).into(),
         fault: format!(
             "3 workers, {CRASH_SHARDS} shards, failoverTimeMillis 3000: one worker SIGKILLed and restarted every {} s, {kills} times",
             every.as_secs()
@@ -588,14 +684,16 @@ fn crash_cycles(kills: usize, every: Duration) -> Figures {
 fn crash_cycles_lose_nothing_and_never_move_a_checkpoint_back() {
     let _serial = serial();
     let kills = std::env::var("MULTILANGD_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    crash_cycles(kills, env_secs("MULTILANGD_FAULT_KILL_EVERY_SECS", 6));
+    crash_cycles(Kind::Multilangd, kills, env_secs("MULTILANGD_FAULT_KILL_EVERY_SECS", 6));
 }
 
-/// Crash cycles, full size for scripts/reliability.sh: 6 kills 15 s apart.
+/// Crash cycles, full size for scripts/reliability.sh: 6 kills 15 s apart, either daemon
+/// (`MULTILANGD_FAULT_DAEMON`; Java 2.5.8 talks to kinesis-local with its default protocol,
+/// as in the DynamoDB freeze).
 #[test]
 #[ignore = "full size; run by scripts/reliability.sh"]
 fn full_crash_cycles() {
     let _serial = serial();
     let kills = std::env::var("MULTILANGD_FAULT_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
-    crash_cycles(kills, env_secs("MULTILANGD_FAULT_KILL_EVERY_SECS", 15));
+    crash_cycles(daemon_kind(), kills, env_secs("MULTILANGD_FAULT_KILL_EVERY_SECS", 15));
 }

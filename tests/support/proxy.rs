@@ -9,16 +9,23 @@
 //! (every 1/rate-th call). Every request is counted per operation (the `X-Amz-Target`
 //! header's part after the dot, e.g. `GetRecords`, `UpdateItem`).
 //!
+//! Responses are relayed as they arrive: a chunked response (SubscribeToShard's event stream
+//! over HTTP/1.1 on kinesis-local's plain port) is passed on chunk by chunk, so a long-lived
+//! subscription flows through the proxy; [`FaultProxy::cut_streams`] ends every response still
+//! streaming (both connections are shut down), which makes the client resubscribe. Calls
+//! whose JSON body names a `ShardId` are also timed per shard ([`FaultProxy::shard_calls`]).
+//!
 //! Only the AWS JSON protocols are understood (the Rust SDK's); the Java SDK talks CBOR to
 //! Kinesis, so Java daemons are not run through the proxy's error injection.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy does with every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +95,8 @@ struct State {
     mode: Mode,
     throttles: BTreeMap<String, Rule>,
     calls: BTreeMap<String, Calls>,
+    /// (operation, shard id) -> when each call arrived.
+    shard_calls: BTreeMap<(String, String), Vec<Instant>>,
 }
 
 /// The proxy; stops (and closes every connection) on drop.
@@ -95,6 +104,7 @@ pub struct FaultProxy {
     /// `http://127.0.0.1:<port>`: give this to the daemon as the endpoint.
     pub endpoint: String,
     state: Arc<Mutex<State>>,
+    streams: Arc<Mutex<Vec<(u64, TcpStream, TcpStream)>>>,
     stop: Arc<AtomicBool>,
     addr: SocketAddr,
     acceptor: Option<JoinHandle<()>>,
@@ -115,11 +125,17 @@ impl FaultProxy {
         assert!(upstream.ip().is_loopback(), "the proxy only fronts loopback emulators");
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let state =
-            Arc::new(Mutex::new(State { mode: Mode::Pass, throttles: BTreeMap::new(), calls: BTreeMap::new() }));
+        let state = Arc::new(Mutex::new(State {
+            mode: Mode::Pass,
+            throttles: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            shard_calls: BTreeMap::new(),
+        }));
+        let streams: Arc<Mutex<Vec<(u64, TcpStream, TcpStream)>>> = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = std::thread::spawn({
             let state = Arc::clone(&state);
+            let streams = Arc::clone(&streams);
             let stop = Arc::clone(&stop);
             move || {
                 let mut connections = Vec::new();
@@ -129,8 +145,9 @@ impl FaultProxy {
                     }
                     let Ok(client) = client else { continue };
                     let state = Arc::clone(&state);
+                    let streams = Arc::clone(&streams);
                     let stop = Arc::clone(&stop);
-                    connections.push(std::thread::spawn(move || serve(client, upstream, &state, &stop)));
+                    connections.push(std::thread::spawn(move || serve(client, upstream, &state, &streams, &stop)));
                     connections.retain(|c: &JoinHandle<()>| !c.is_finished());
                 }
                 for c in connections {
@@ -138,7 +155,7 @@ impl FaultProxy {
                 }
             }
         });
-        Self { endpoint: format!("http://{addr}"), state, stop, addr, acceptor: Some(acceptor) }
+        Self { endpoint: format!("http://{addr}"), state, streams, stop, addr, acceptor: Some(acceptor) }
     }
 
     /// Switches the mode for every later request (and releases black-holed ones).
@@ -159,6 +176,28 @@ impl FaultProxy {
     /// Calls per operation so far.
     pub fn calls(&self) -> BTreeMap<String, Calls> {
         lock(&self.state).calls.clone()
+    }
+
+    /// When each call of `operation` naming a shard arrived, per shard id.
+    pub fn shard_calls(&self, operation: &str) -> BTreeMap<String, Vec<Instant>> {
+        lock(&self.state)
+            .shard_calls
+            .iter()
+            .filter(|((op, _), _)| op == operation)
+            .map(|((_, shard), at)| (shard.clone(), at.clone()))
+            .collect()
+    }
+
+    /// Ends every response still streaming (a subscription's event stream): both of its
+    /// connections are shut down. Returns how many were cut.
+    pub fn cut_streams(&self) -> usize {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let cut = streams.len();
+        for (_, client, upstream) in streams.drain(..) {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = upstream.shutdown(Shutdown::Both);
+        }
+        cut
     }
 
     /// Calls of one operation so far.
@@ -198,8 +237,8 @@ impl Message {
     }
 }
 
-/// Reads one message; `None` at a clean end of the connection or on an error.
-fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
+/// Reads a message's start line and headers (with the blank line).
+fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -209,10 +248,14 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
         let blank = line == b"\r\n" || line == b"\n";
         head.extend_from_slice(&line);
         if blank && head.len() > line.len() {
-            break;
+            return Some(head);
         }
     }
-    let mut message = Message { head, body: Vec::new() };
+}
+
+/// Reads one message; `None` at a clean end of the connection or on an error.
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
+    let mut message = Message { head: read_head(reader)?, body: Vec::new() };
     if message.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         // Keep the chunked framing as is.
         loop {
@@ -259,8 +302,11 @@ enum Verdict {
     BlackHole,
 }
 
-fn decide(state: &Mutex<State>, operation: &str) -> Verdict {
+fn decide(state: &Mutex<State>, operation: &str, shard: Option<String>) -> Verdict {
     let mut state = lock(state);
+    if let Some(shard) = shard {
+        state.shard_calls.entry((operation.to_owned(), shard)).or_default().push(Instant::now());
+    }
     let mode = state.mode.clone();
     let throttled = state.throttles.get_mut(operation).and_then(|rule| {
         rule.credit += rule.rate;
@@ -298,7 +344,9 @@ fn decide(state: &Mutex<State>, operation: &str) -> Verdict {
     verdict
 }
 
-fn serve(client: TcpStream, upstream: SocketAddr, state: &Mutex<State>, stop: &AtomicBool) {
+type Streams = Mutex<Vec<(u64, TcpStream, TcpStream)>>;
+
+fn serve(client: TcpStream, upstream: SocketAddr, state: &Mutex<State>, streams: &Streams, stop: &AtomicBool) {
     let Ok(reader_side) = client.try_clone() else { return };
     let mut reader = BufReader::new(reader_side);
     let mut writer = client;
@@ -325,7 +373,10 @@ fn serve(client: TcpStream, upstream: SocketAddr, state: &Mutex<State>, stop: &A
         let operation = request
             .header("x-amz-target")
             .map_or_else(|| "(none)".to_owned(), |t| t.rsplit('.').next().unwrap_or(&t).to_owned());
-        match decide(state, &operation) {
+        let shard = serde_json::from_slice::<serde_json::Value>(&request.body)
+            .ok()
+            .and_then(|body| body.get("ShardId").and_then(|s| s.as_str()).map(str::to_owned));
+        match decide(state, &operation, shard) {
             Verdict::Reset => return,
             Verdict::BlackHole => {
                 while lock(state).mode == Mode::BlackHole && !stop.load(Ordering::SeqCst) {
@@ -339,11 +390,7 @@ fn serve(client: TcpStream, upstream: SocketAddr, state: &Mutex<State>, stop: &A
                 }
             }
             Verdict::Forward(delay) => {
-                let Some(response) = forward(&mut upstream_conn, upstream, &request) else { return };
-                if let Some(delay) = delay {
-                    std::thread::sleep(delay);
-                }
-                if writer.write_all(&response.bytes()).is_err() {
+                if !forward(&mut upstream_conn, upstream, &request, delay, &mut writer, streams) {
                     return;
                 }
             }
@@ -352,25 +399,100 @@ fn serve(client: TcpStream, upstream: SocketAddr, state: &Mutex<State>, stop: &A
 }
 
 /// Sends `request` upstream (reconnecting once if the kept-alive connection was closed) and
-/// reads the response.
+/// relays the response to `client` as it arrives (after `delay`, if any); a chunked response
+/// chunk by chunk, registered in `streams` meanwhile so that it can be cut. False if either
+/// connection must be closed.
 fn forward(
     conn: &mut Option<(TcpStream, BufReader<TcpStream>)>,
     upstream: SocketAddr,
     request: &Message,
-) -> Option<Message> {
+    delay: Option<Duration>,
+    client: &mut TcpStream,
+    streams: &Streams,
+) -> bool {
+    let mut head = None;
     for _ in 0..2 {
         if conn.is_none() {
-            let stream = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)).ok()?;
-            let reader = BufReader::new(stream.try_clone().ok()?);
+            let Ok(stream) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else { return false };
+            let Ok(reader) = stream.try_clone().map(BufReader::new) else { return false };
             *conn = Some((stream, reader));
         }
-        let (stream, reader) = conn.as_mut()?;
+        let Some((stream, reader)) = conn.as_mut() else { return false };
         if stream.write_all(&request.bytes()).is_ok() {
-            if let Some(response) = read_message(reader) {
-                return Some(response);
+            if let Some(h) = read_head(reader) {
+                head = Some(h);
+                break;
             }
         }
         *conn = None;
     }
-    None
+    let Some(head) = head else { return false };
+    let Some((stream, reader)) = conn.as_mut() else { return false };
+    if let Some(delay) = delay {
+        std::thread::sleep(delay);
+    }
+    let response = Message { head, body: Vec::new() };
+    let chunked = response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let length = response.header("content-length").and_then(|v| v.parse::<usize>().ok());
+    if client.write_all(&response.head).is_err() {
+        return false;
+    }
+    if let Some(length) = length {
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() || client.write_all(&body).is_err() {
+            *conn = None;
+            return false;
+        }
+        return true;
+    }
+    let status = String::from_utf8_lossy(&response.head).split_whitespace().nth(1).unwrap_or("").to_owned();
+    if !chunked && (status.starts_with('1') || status == "204" || status == "304") {
+        return true;
+    }
+    // A streamed body: chunked, or (without framing) up to the end of the connection.
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+    if let (Ok(c), Ok(u)) = (client.try_clone(), stream.try_clone()) {
+        streams.lock().unwrap_or_else(PoisonError::into_inner).push((id, c, u));
+    }
+    let complete = if chunked {
+        relay_chunks(reader, client)
+    } else {
+        let _ = std::io::copy(reader, client);
+        false
+    };
+    streams.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _, _)| *i != id);
+    if !complete {
+        *conn = None;
+    }
+    complete
+}
+
+/// Relays a chunked body chunk by chunk; true once the last chunk passed.
+fn relay_chunks(reader: &mut BufReader<TcpStream>, client: &mut TcpStream) -> bool {
+    loop {
+        let mut size_line = Vec::new();
+        if reader.read_until(b'\n', &mut size_line).unwrap_or(0) == 0 {
+            return false;
+        }
+        let Some(size) = String::from_utf8_lossy(&size_line)
+            .trim()
+            .split(';')
+            .next()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+        else {
+            return false;
+        };
+        let mut chunk = vec![0; size + 2];
+        if reader.read_exact(&mut chunk).is_err() {
+            return false;
+        }
+        size_line.extend_from_slice(&chunk);
+        if client.write_all(&size_line).is_err() || client.flush().is_err() {
+            return false;
+        }
+        if size == 0 {
+            return true;
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //!   `sts` and `opr`) every `workerMetricsReporterFreqInMillis` (30 s), so that a Java 3.x
 //!   leader's readiness monitor counts it;
 //! - the 2.x leader (deterministic shuffle of the lease owners) runs the readiness monitor
-//!   ([`super::mode::UpgradeMonitor`]): owner index ACTIVE and fresh metrics for every lease
-//!   owner, continuously for 10 min, then it writes `CLIENT_VERSION_3X_WITH_ROLLBACK`
+//!   ([`super::mode::UpgradeMonitor`]): owner index ACTIVE, every lease owned, and fresh
+//!   metrics for every lease owner, continuously for 10 min (Java's `MigrationReadyMonitor`;
+//!   unlike Java, a table without any owned lease never counts as ready), then it writes `CLIENT_VERSION_3X_WITH_ROLLBACK`
 //!   conditioned on `UPGRADE_FROM_2X`. Every worker's periodic migration check then switches
 //!   to the 3.x protocol.
 //!
@@ -140,11 +141,18 @@ impl<'a> UpgradeParticipant<'a> {
             }
         };
         self.publishing = true;
-        let owners: HashSet<String> =
-            self.leases.list_leases().await?.leases.into_iter().filter_map(|lease| lease.owner).collect();
+        let leases = self.leases.list_leases().await?.leases;
+        let unowned = leases.iter().filter(|lease| lease.owner.is_none()).count();
+        let owners: HashSet<String> = leases.into_iter().filter_map(|lease| lease.owner).collect();
         if owners.is_empty() || !is_leader(&self.me, owners.iter().map(String::as_str)) {
             self.reset();
             return Ok(CheckOutcome::Follower);
+        }
+        if unowned > 0 {
+            // Java's monitor counts "no owner" as an owner without metrics: not ready.
+            debug!(unowned, "KCL 3.x upgrade readiness: waiting for every lease to have an owner");
+            self.reset();
+            return Ok(CheckOutcome::Waiting);
         }
         let index_active = self.table.owner_index_state().await? == IndexState::Active;
         let workers = self.metrics.list().await?.workers;
@@ -340,6 +348,12 @@ mod tests {
             lease.owner = Some(owner.to_owned());
             bed.leases.put(lease);
         }
+        let mut unowned = Lease::new("shardId-000000000011", ExtendedSequenceNumber::new(Position::TrimHorizon));
+        bed.leases.put(unowned.clone());
+        bed.metrics.publish(&WorkerMetricStats::default_metric(other, epoch_s())).await.unwrap();
+        assert_eq!(p.check(Instant::now()).await.unwrap(), CheckOutcome::Waiting, "a lease without an owner");
+        unowned.owner = Some(me.to_owned());
+        bed.leases.put(unowned);
         bed.metrics.publish(&WorkerMetricStats::default_metric(other, epoch_s() - 61)).await.unwrap();
         assert_eq!(
             p.check(Instant::now()).await.unwrap(),

@@ -697,6 +697,88 @@ fn multilangd_workers_flip_their_own_fleet_from_upgrade_from_2x_to_3x() {
     }
 }
 
+/// A Java 3.1.3 2.x leader in `CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X` counts a multilangd
+/// worker's WorkerMetricStats in its readiness check: with one lease owned by multilangd, the
+/// Java `MigrationReadyMonitor` (first run 60 s after start, then every 60 s) logs its trigger
+/// as true. Java then waits 10 minutes before the flip, which this test does not wait for.
+/// `#[ignore]`: about 2 minutes. Run with
+/// `cargo test --test e2e_kcl3_fleet java_3_1_3_upgrade_monitor -- --ignored --nocapture`.
+#[test]
+#[ignore = "about 2 minutes: waits for the Java readiness monitor's first runs"]
+fn java_3_1_3_upgrade_monitor_counts_multilangd_worker_metrics() {
+    const APP_J: &str = "kcl3javaready";
+    let dir = tempfile::Builder::new().prefix("kcl3-javaready-").tempdir().unwrap();
+    let d = dir.path();
+    let kinesis = emulators::start_kinesis_local();
+    let moto = emulators::start_moto();
+    let rt = support::runtime();
+    let (_kc, ddb) = rt.block_on(daemon::clients(&kinesis.endpoint, &moto.endpoint));
+    daemon::produce(&kinesis.endpoint, "javaready", 2, 40, &d.join("sent.jsonl"));
+    // Worker ids such that the Java worker is the 2.x (deterministic shuffle) leader.
+    let java_id = ["java-a", "java-b", "java-c", "java-d", "java-e", "java-f"]
+        .into_iter()
+        .find(|j| multilangd::lease::leader::shuffled_owners([*j, "rust-m"]).first().map(String::as_str) == Some(*j))
+        .expect("a Java id that leads");
+    let props = |worker: &str, kind: Kind| {
+        let ledger = d.join(format!("{worker}.ledger"));
+        let base = Props::local(
+            APP_J,
+            "javaready",
+            &Processor::PythonV3.executable_name(&ledger, None, &["--checkpoint-every", "0"]),
+            &kinesis.endpoint,
+            &moto.endpoint,
+        )
+        .set("workerId", worker)
+        .set("failoverTimeMillis", FAILOVER_MS)
+        .set("shutdownGraceMillis", 10_000);
+        let base =
+            if kind == Kind::Java3 { base.for_java3() } else { base.set("workerMetricsReporterFreqInMillis", 5_000) };
+        base.write(&d.join(format!("{worker}.properties")))
+    };
+    let mut java = Daemon::start(Kind::Java3, &props(java_id, Kind::Java3), &d.join("java.log"));
+    let mut rust = Daemon::start(Kind::Multilangd, &props("rust-m", Kind::Multilangd), &d.join("rust.log"));
+    let logs = |java: &Daemon, rust: &Daemon| {
+        format!("--- java\n{}\n--- rust\n{}", daemon::tail(&java.log_text(), 30), daemon::tail(&rust.log_text(), 20))
+    };
+    daemon::wait_for(
+        "one lease each (2.x taker on both sides)",
+        Duration::from_secs(90),
+        || {
+            let owners = owners_of(&rt, &ddb, APP_J);
+            owners.get(java_id) == Some(&1) && owners.get("rust-m") == Some(&1)
+        },
+        || format!("{:?}\n{}", owners_of(&rt, &ddb, APP_J), logs(&java, &rust)),
+    );
+    let cv = rt
+        .block_on(daemon::items(&ddb, &format!("{APP_J}-CoordinatorState")))
+        .iter()
+        .find_map(|i| i.get("cv").and_then(|v| v.as_s().ok()).cloned());
+    assert_eq!(cv.as_deref(), Some("CLIENT_VERSION_UPGRADE_FROM_2X"));
+    daemon::wait_for(
+        "the Java leader's readiness monitor to count both lease owners",
+        Duration::from_secs(150),
+        || java.log_text().contains("Trigger status has changed to true"),
+        || format!("{:?}\n{}", owners_of(&rt, &ddb, APP_J), logs(&java, &rust)),
+    );
+    let owners = owners_of(&rt, &ddb, APP_J);
+    assert_eq!(owners.get("rust-m"), Some(&1), "multilangd still owns a lease: {owners:?}");
+    let log = java.log_text();
+    assert!(log.contains("WorkerMetricStats status changed to true"), "{}", daemon::tail(&log, 40));
+    for w in [&mut rust, &mut java] {
+        let _ = w.terminate(Duration::from_secs(30));
+    }
+}
+
+fn owners_of(rt: &tokio::runtime::Runtime, ddb: &aws_sdk_dynamodb::Client, app: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (owner, _) in rt.block_on(daemon::leases(ddb, app)).into_values() {
+        if let Some(owner) = owner {
+            *out.entry(owner).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 /// Splits `shard` of `stream` in the middle of its hash-key range, waits until the stream is
 /// ACTIVE again and returns the two children.
 async fn split_in_middle(kinesis: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> Vec<String> {

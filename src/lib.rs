@@ -45,8 +45,10 @@ use crate::lease::kcl3::coordinator::DynamoCoordinatorStore;
 use crate::lease::kcl3::leader::LeaderSettings;
 use crate::lease::kcl3::mode::Protocol;
 use crate::lease::kcl3::startup::choose_protocol;
+use crate::lease::kcl3::upgrade::{UpgradeParticipant, UpgradeSettings};
 use crate::lease::kcl3::worker::{Handoffs, Kcl3Assignment, Kcl3LeaseStore, Kcl3Settings};
 use crate::lease::kcl3::worker_metrics::DynamoWorkerMetricsStore;
+use crate::lease::kcl3::ClientVersion;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::shard::process::ChildLauncher;
 use crate::shard::processor::ProcessorLauncher;
@@ -219,7 +221,30 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
             status: status.clone(),
         };
         let scheduler = build_scheduler(&config, &worker_id, chosen.protocol, &store, &coordinator, &metrics, seams);
-        match scheduler.run(shutdown.clone()).await {
+        let upgrading =
+            chosen.protocol == Protocol::Kcl2x && chosen.client_version == Some(ClientVersion::UpgradeFrom2x.as_str());
+        let outcome = if upgrading {
+            // UPGRADE_FROM_2X: publish worker metrics and, as the 2.x leader, flip the fleet
+            // to 3.x once it is ready (the scheduler's migration check then switches).
+            let participant = UpgradeParticipant::new(
+                &worker_id,
+                &*store,
+                &*store,
+                &*coordinator,
+                &*metrics,
+                upgrade_settings(&config),
+            );
+            let stop = shutdown.token().child_token();
+            let ((), outcome) = tokio::join!(participant.run(stop.clone()), async {
+                let outcome = scheduler.run(shutdown.clone()).await;
+                stop.cancel();
+                outcome
+            });
+            outcome
+        } else {
+            scheduler.run(shutdown.clone()).await
+        };
+        match outcome {
             Err(SchedulerError::ProtocolSwitch { client_version, table }) if !shutdown.is_requested() => {
                 tracing::info!(%client_version, %table, "rejoining the fleet with the lease protocol it switched to");
             }
@@ -229,6 +254,15 @@ pub async fn run(config: Config, shutdown: impl Into<Shutdown>) -> Result<(), Ru
     readers_stop.cancel();
     operations.finish().await;
     result
+}
+
+/// The upgrade participation's cadences from the configuration.
+fn upgrade_settings(config: &Config) -> UpgradeSettings {
+    UpgradeSettings {
+        publish_interval: config.kcl3.worker_metrics_reporter_interval,
+        check_interval: config.kcl3.migration_check_interval,
+        ready_for: config.kcl3.upgrade_ready_for,
+    }
 }
 
 /// The reading and processing seams a scheduler runs on (shared across protocol switches).

@@ -606,6 +606,7 @@ fn kcl3(
         worker_metrics_ema_alpha: alpha.parse().unwrap_or(0.5),
         max_throughput_per_host_kbps: max_throughput.and_then(|v| v.parse().ok()),
         migration_check_interval: r.millis_setting("multilangd.migrationCheckIntervalMillis"),
+        upgrade_ready_for: r.millis_setting("multilangd.upgradeReadinessMillis"),
     };
     (client_version, kcl3)
 }

@@ -432,6 +432,8 @@ pub static KEYS: &[KeySpec] = &[
     key("leaseAssignmentIntervalMillis", MS, derived("2 x failoverTimeMillis"), "How often the 3.x lease assignment runs.", V3X, Used),
     key("multilangd.migrationCheckIntervalMillis", MS, is("60000"),
         "How often the worker re-reads Migration3.0 and switches between the 2.x and 3.x lease protocols live (Java: 60 s, not settable). The Java daemon ignores multilangd.* keys.", V3X, Used),
+    key("multilangd.upgradeReadinessMillis", MS, is("600000"),
+        "In CLIENT_VERSION_UPGRADE_FROM_2X, how long the 2.x leader waits with the owner index ACTIVE and fresh worker metrics from every lease owner before it flips the fleet to CLIENT_VERSION_3X_WITH_ROLLBACK (Java: 10 min, not settable; its readiness is checked every multilangd.migrationCheckIntervalMillis).", V3X, Used),
     key("leaseTableScanTotalSegments", INT, unset("automatic"), "Parallel-scan segments of the lease table.", V3X, V3),
     key("migrateAllEntitiesToLeaseTable", Bool, is("false"), "Phase 2 of the single-table migration.", V3X, V3),
     key("tableMigrationCompleteBakeTimeSeconds", INT, is("86400"), "Bake time of the table migration.", V3X, V3),

@@ -125,6 +125,10 @@ pub struct Kcl3Config {
     pub max_throughput_per_host_kbps: Option<f64>,
     /// `multilangd.migrationCheckIntervalMillis`: how often `Migration3.0` is re-read.
     pub migration_check_interval: Duration,
+    /// `multilangd.upgradeReadinessMillis`: how long the 2.x leader waits, in
+    /// `UPGRADE_FROM_2X`, with every lease owner publishing worker metrics before it flips
+    /// the fleet to 3.x (Java: 10 min).
+    pub upgrade_ready_for: Duration,
 }
 
 /// The child command line, `executableName` split on runs of spaces (no shell, no quoting).

@@ -35,6 +35,7 @@ pub mod memory;
 pub mod mode;
 pub mod startup;
 pub mod tables;
+pub mod upgrade;
 pub mod worker;
 pub mod worker_metrics;
 

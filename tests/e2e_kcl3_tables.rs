@@ -452,8 +452,8 @@ fn migration_state_decides_whether_multilangd_may_join_the_fleet() {
             let log = d.log_text();
             assert_eq!(status.code(), Some(1), "{location:?} {cv}\n{}", daemon::tail(&log, 20));
             assert!(
-                log.contains("create_owner_index"),
-                "{location:?} {cv}: names the index\n{}",
+                log.contains("create_owner_index") && log.contains("CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X"),
+                "{location:?} {cv}: names the index and the way out\n{}",
                 daemon::tail(&log, 20)
             );
             assert!(!log.contains("must not join"), "{location:?} {cv}: joined, not refused");

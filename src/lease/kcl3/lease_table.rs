@@ -213,6 +213,20 @@ impl Kcl3LeaseTable for DynamoLeaseStore {
             {
                 debug!(table = %table, "the owner index is being created by another worker");
             }
+            // The endpoint cannot create the index at all (dynalite refuses any GSI update).
+            Err(err) if err.code() == Some("ValidationException") => {
+                return Err(LeaseError::Dependency {
+                    table: table.clone(),
+                    operation: "create_owner_index",
+                    message: format!(
+                        "the DynamoDB endpoint refused to create the lease owner index {OWNER_INDEX} that the \
+                         KCL 3.x lease protocol needs ({}). Use DynamoDB (or moto) for 3.x, or set \
+                         `clientVersionConfig = CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X` to run the 2.x \
+                         protocol (dynalite cannot create secondary indexes)",
+                        err.message().unwrap_or("ValidationException")
+                    ),
+                });
+            }
             Err(err) => return Err(unconditional(&table, "create_owner_index", err)),
         }
         self.owner_index_state().await

@@ -196,6 +196,9 @@ fn setup() -> MutexGuard<'static, ()> {
         );
     }
     reap_leftovers();
+    // The captured log events are keyed by shard id, and every test names its shards the same
+    // way: start each (serialized) test with an empty capture.
+    captured().lock().unwrap_or_else(PoisonError::into_inner).clear();
     guard
 }
 

@@ -16,7 +16,7 @@
 #      killed, by PID).
 #
 # Environment: MULTILANGD_TESTBED (default <repo>/.testbed), MULTILANGD_TEST_TIMEOUT (seconds for
-# step 6, default 1800), CARGO_TEST_ARGS (extra arguments for cargo test, e.g. "-- --test-threads=1"),
+# step 6, default 2100), CARGO_TEST_ARGS (extra arguments for cargo test, e.g. "-- --test-threads=1"),
 # MULTILANGD_TOOLS (cargo-fuzz/cargo-deny, default ~/.cache/multilangd/cargo-tools),
 # MULTILANGD_FUZZ_SECONDS (step 7, per target, default 20).
 #
@@ -31,7 +31,7 @@ cd "$REPO"
 export MULTILANGD_TESTBED=${MULTILANGD_TESTBED:-"$REPO/.testbed"}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-TEST_TIMEOUT=${MULTILANGD_TEST_TIMEOUT:-1800}
+TEST_TIMEOUT=${MULTILANGD_TEST_TIMEOUT:-2100}
 
 step() { echo; echo "==> $*"; }
 

@@ -61,16 +61,22 @@ impl FakeKinesis {
     }
 
     pub(crate) fn client(&self) -> aws_sdk_kinesis::Client {
-        let connector = SharedHttpConnector::new(self.clone());
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("x", "x", None, None, "fake"))
-            .endpoint_url("http://127.0.0.1:9")
-            .http_client(http_client_fn(move |_, _| connector.clone()))
-            .build();
-        aws_sdk_kinesis::Client::from_conf(config)
+        client_over(self.clone())
     }
+}
+
+/// A Kinesis client whose every request goes to `connector` (a scripted fake), with fixed
+/// credentials and a loopback endpoint that is never dialled.
+pub(crate) fn client_over(connector: impl HttpConnector + 'static) -> aws_sdk_kinesis::Client {
+    let connector = SharedHttpConnector::new(connector);
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("x", "x", None, None, "fake"))
+        .endpoint_url("http://127.0.0.1:9")
+        .http_client(http_client_fn(move |_, _| connector.clone()))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
 }
 
 impl HttpConnector for FakeKinesis {

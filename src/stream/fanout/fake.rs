@@ -11,8 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_kinesis::config::http::HttpRequest;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_runtime_api::client::http::{http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector};
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::http::StatusCode;
@@ -81,15 +80,7 @@ impl FakeFanOut {
     }
 
     pub(crate) fn client(&self) -> aws_sdk_kinesis::Client {
-        let connector = SharedHttpConnector::new(self.clone());
-        let config = aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("x", "x", None, None, "fake"))
-            .endpoint_url("http://127.0.0.1:9")
-            .http_client(http_client_fn(move |_, _| connector.clone()))
-            .build();
-        aws_sdk_kinesis::Client::from_conf(config)
+        crate::stream::fake_kinesis::client_over(self.clone())
     }
 }
 
